@@ -1,0 +1,228 @@
+/*
+ * main.c — `svcd`: parse the command line and run the startup phases in order.
+ *
+ * config -> (daemonize) -> pidfile -> bind -> privileges -> fork children ->
+ * every child ready -> READY. Each phase logs its outcome; a failing phase exits
+ * 1 with a message naming the thing, the cause and the fix, and leaves nothing
+ * behind (no children, no pidfile, no socket file).
+ */
+#include "master.h"
+#include "../common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+#define DEFAULT_CONFIG "/etc/svcd/svcd.yaml"
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: svcd [-c FILE] [-t] [-d] [-v] [-h]\n"
+                "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+                "  -t       test the configuration and exit (0 OK, 78 errors)\n"
+                "  -d       daemonize; return once svcd is READY, or print the startup error\n"
+                "  -v       print the version and exit\n"
+                "  -h       this help\n"
+                "signals: TERM/INT graceful stop, HUP reload, USR1 reopen logs\n");
+}
+
+/* mkdir -p for run_dir and the log file's directory. */
+static int mkdirs(const char *path, mode_t mode)
+{
+    char tmp[CONFIG_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/*
+ * Fork; the parent waits on a pipe until the daemon says READY ('R'), then exits
+ * 0 — or sees EOF (the daemon failed and already printed why) and exits 1.
+ */
+static int daemonize(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid > 0) {
+        close(p[1]);
+        char c = 0;
+        ssize_t n;
+        do {
+            n = read(p[0], &c, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n == 1 && c == 'R') exit(0);
+        int st;
+        waitpid(pid, &st, 0);
+        exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
+    }
+    close(p[0]);
+    setsid();
+    umask(022);
+    if (chdir("/") < 0) { /* every configured path is absolute already */
+    }
+    return p[1];
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = DEFAULT_CONFIG;
+    int test_only = 0, daemon_mode = 0, opt;
+    while ((opt = getopt(argc, argv, "c:tdvh")) != -1) {
+        switch (opt) {
+        case 'c': cfg_path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'd': daemon_mode = 1; break;
+        case 'v': printf("svcd %s\n", SVCD_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "svcd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    /* phase: config */
+    struct svcd_config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) return 1;
+    struct config_errors errs = {0};
+    if (config_load(cfg_path, NULL, cfg, &errs) < 0) {
+        config_errors_print(&errs, stderr);
+        config_errors_free(&errs);
+        free(cfg);
+        return EXIT_CONFIG;
+    }
+    config_errors_free(&errs);
+    if (test_only) {
+        printf("configuration OK: %s\n", cfg->path);
+        free(cfg);
+        return 0;
+    }
+
+    if (cfg->log.file[0]) {
+        char dir[CONFIG_PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", cfg->log.file);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) *slash = '\0';
+        mkdirs(dir, 0755);
+    }
+    if (log_open(cfg->log.file, cfg->log.format, cfg->log.level, 1) < 0) {
+        fprintf(stderr, "svcd: cannot open log file %s: %s; fix log.file or its directory's "
+                        "permissions\n",
+                cfg->log.file, strerror(errno));
+        free(cfg);
+        return 1;
+    }
+    log_set_role("master");
+
+    struct master *m = calloc(1, sizeof(*m));
+    if (!m) return 1;
+    m->cfg = cfg;
+    m->ready_fd = -1;
+    m->pidfile_fd = -1;
+    m->control_fd = -1;
+    m->foreground = !daemon_mode;
+    m->started_mono = now_mono_ms();
+    snprintf(m->cfg_arg, sizeof(m->cfg_arg), "%s", cfg->path);
+    snprintf(m->pidfile, sizeof(m->pidfile), "%s/svcd.pid", cfg->run_dir);
+    snprintf(m->sockpath, sizeof(m->sockpath), "%s/svcd.sock", cfg->run_dir);
+
+    if (mkdirs(cfg->run_dir, 0755) < 0) {
+        log_error("cannot create run_dir %s: %s; create it or fix its permissions", cfg->run_dir,
+                  strerror(errno));
+        return 1;
+    }
+    /* Refuse a second instance before forking, so `svcd -d` reports it directly. */
+    pid_t running = pidfile_read_running(m->pidfile);
+    if (running > 0) {
+        log_error("already running (pid %d); use `svc stop` or `svc reload`", (int)running);
+        return 1;
+    }
+    if (daemon_mode) {
+        m->ready_fd = daemonize();
+        if (m->ready_fd < 0) {
+            log_error("cannot daemonize: %s", strerror(errno));
+            return 1;
+        }
+    }
+    char err[1024];
+    if (pidfile_acquire(m, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("phase config: OK — %s (env %s, %d worker(s), pid %d)", cfg->path,
+             cfg->env == ENV_PRODUCTION ? "production" : "development", cfg->workers,
+             (int)getpid());
+
+    /* phase: bind — every listener, every failure reported */
+    int failed = 0;
+    for (int i = 0; i < cfg->nlisten; i++) {
+        m->listen_fds[i] = listen_open(&cfg->listen[i], cfg->path, err, sizeof(err));
+        if (m->listen_fds[i] < 0) {
+            log_error("phase bind: %s", err);
+            failed = 1;
+        } else {
+            log_info("phase bind: listening on %s", cfg->listen[i].address);
+        }
+    }
+    m->nlisten = cfg->nlisten;
+    if (failed) {
+        for (int i = 0; i < cfg->nlisten; i++)
+            if (m->listen_fds[i] >= 0) close(m->listen_fds[i]);
+        pidfile_release(m);
+        log_error("startup failed: cannot bind; nothing was started");
+        free(cfg);
+        free(m);
+        return 1;
+    }
+
+    /* phase: privileges — the master keeps root (to re-bind on reload, like nginx);
+     * every child drops to `user:` right after fork. */
+    if (cfg->user[0] && geteuid() == 0)
+        log_info("phase privileges: children run as user '%s'", cfg->user);
+    else if (cfg->user[0])
+        log_info("phase privileges: not started as root; children keep uid %d ('%s' ignored)",
+                 (int)geteuid(), cfg->user);
+    else
+        log_info("phase privileges: no user configured; children keep uid %d", (int)geteuid());
+
+    m->sb = scoreboard_create();
+    if (!m->sb) {
+        log_error("cannot map the scoreboard: %s", strerror(errno));
+        pidfile_release(m);
+        return 1;
+    }
+    m->sb->master_pid = (int32_t)getpid();
+    m->sb->master_started_ms = now_wall_ms();
+
+    int rc = master_run(m);
+
+    for (int i = 0; i < m->nlisten; i++) close(m->listen_fds[i]);
+    for (int i = 0; i < m->nold_listen; i++) close(m->old_listen_fds[i]);
+    pidfile_release(m);
+    log_info("stopped (exit %d)", rc);
+    if (m->ready_fd >= 0) close(m->ready_fd);
+    scoreboard_destroy(m->sb);
+    free(m->cfg);
+    free(m);
+    log_close();
+    return rc;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build and the tests need, non-interactively and
+# idempotently: a package already present is not fetched again, so `make run` and
+# `make test` can call this every time. Python test packages go into a venv inside
+# the repository (build/venv) so nothing outside the checkout is needed or changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_PKGS=(gcc make pkgconf libev-dev libyaml-dev libssl-dev libhttp-parser-dev
+  libsystemd-dev libjansson-dev libcmocka-dev clang-format curl procps iproute2 psmisc python3-venv)
+# ASan/UBSan runtime comes with gcc (libasan8, libubsan1) on Debian 12.
+
+missing=()
+for p in "${BUILD_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  VENV=build/venv
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c 'import pytest, requests' 2>/dev/null; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r test/requirements.txt
+  fi
+fi
