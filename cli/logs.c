@@ -15,7 +15,10 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_following;
-static void on_sigint(int sig) { (void)sig, stop_following = 1; }
+static void on_sigint(int sig)
+{
+    (void)sig, stop_following = 1;
+}
 
 /* Offset where the last `lines` lines of fd start. */
 static off_t tail_offset(int fd, long lines)

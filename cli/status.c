@@ -80,8 +80,7 @@ int status_render(const char *text, int as_json)
                json_string_value(json_object_get(c, "state")), cu,
                json_integer_value(json_object_get(c, "restarts")), mem,
                json_number_value(json_object_get(c, "cpu")),
-               json_integer_value(json_object_get(c, "connections")),
-               last && *last ? last : "-");
+               json_integer_value(json_object_get(c, "connections")), last && *last ? last : "-");
     }
     json_decref(doc);
     return 0;

@@ -18,21 +18,20 @@
 #include <unistd.h>
 
 #define EXIT_NOT_RUNNING 3
-#define EXIT_USAGE 64
-#define EXIT_CONFIG 78
+#define EXIT_USAGE       64
+#define EXIT_CONFIG      78
 
 static void usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: svc [-c FILE] COMMAND\n"
-            "  start               start svcd in the background; returns once it is READY\n"
-            "  stop                graceful stop (drain), waits until svcd has exited\n"
-            "  reload              re-read the configuration; new workers, old ones drained\n"
-            "  restart             stop, then start\n"
-            "  status [--json]     master and children: pid, state, uptime, restarts, ...\n"
-            "  logs [-f] [-n N]    last N lines of the log (default 20), -f to follow\n"
-            "  check               validate the configuration (same as svcd -t)\n"
-            "FILE defaults to $SVCD_CONFIG or /etc/svcd/svcd.yaml\n");
+    fprintf(fp, "usage: svc [-c FILE] COMMAND\n"
+                "  start               start svcd in the background; returns once it is READY\n"
+                "  stop                graceful stop (drain), waits until svcd has exited\n"
+                "  reload              re-read the configuration; new workers, old ones drained\n"
+                "  restart             stop, then start\n"
+                "  status [--json]     master and children: pid, state, uptime, restarts, ...\n"
+                "  logs [-f] [-n N]    last N lines of the log (default 20), -f to follow\n"
+                "  check               validate the configuration (same as svcd -t)\n"
+                "FILE defaults to $SVCD_CONFIG or /etc/svcd/svcd.yaml\n");
 }
 
 static int run_svcd(const char *cfg_path, const char *flag)
@@ -71,8 +70,9 @@ static int cmd_stop(const struct svcd_config *cfg)
     if (pid <= 0 || ctl_request(cfg, "stop", &reply, 5000) < 0) {
         buf_free(&reply);
         if (pid > 0) {
-            fprintf(stderr, "svc: svcd (pid %ld) does not answer on its control socket; "
-                            "sending SIGTERM\n",
+            fprintf(stderr,
+                    "svc: svcd (pid %ld) does not answer on its control socket; "
+                    "sending SIGTERM\n",
                     pid);
             kill((pid_t)pid, SIGTERM);
         } else {

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void buf_init(struct buf *b) { memset(b, 0, sizeof(*b)); }
+void buf_init(struct buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
 
 void buf_free(struct buf *b)
 {
@@ -51,7 +54,10 @@ void buf_append(struct buf *b, const void *data, size_t len)
     b->data[b->len] = '\0';
 }
 
-void buf_puts(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+void buf_puts(struct buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
 
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
@@ -102,13 +108,27 @@ void buf_json_strn(struct buf *b, const char *s, size_t n)
         const char *esc = NULL;
         char u[7];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0';
@@ -126,4 +146,7 @@ void buf_json_strn(struct buf *b, const char *s, size_t n)
     buf_append(b, "\"", 1);
 }
 
-void buf_json_str(struct buf *b, const char *s) { buf_json_strn(b, s ? s : "", s ? strlen(s) : 0); }
+void buf_json_str(struct buf *b, const char *s)
+{
+    buf_json_strn(b, s ? s : "", s ? strlen(s) : 0);
+}

@@ -29,6 +29,9 @@ void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
 /* Append `s` as a JSON string literal, quotes included, escaping as RFC 8259 says. */
 void buf_json_str(struct buf *b, const char *s);
 void buf_json_strn(struct buf *b, const char *s, size_t n);
-static inline int buf_failed(const struct buf *b) { return b->failed; }
+static inline int buf_failed(const struct buf *b)
+{
+    return b->failed;
+}
 
 #endif

@@ -17,8 +17,8 @@
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ROUTES 64
-#define CONFIG_MAX_APPS 32
-#define CONFIG_PATH_MAX 1024
+#define CONFIG_MAX_APPS   32
+#define CONFIG_PATH_MAX   1024
 
 enum config_env { ENV_DEVELOPMENT = 0, ENV_PRODUCTION = 1 };
 enum store_driver { STORE_SQLITE = 0, STORE_MONGODB = 1 };
@@ -57,8 +57,8 @@ struct svcd_config {
     enum config_env env;
     struct config_listen listen[CONFIG_MAX_LISTEN];
     int nlisten;
-    int workers; /* resolved: "auto" -> number of online CPUs */
-    char user[64]; /* empty: no privilege drop */
+    int workers;                   /* resolved: "auto" -> number of online CPUs */
+    char user[64];                 /* empty: no privilege drop */
     char run_dir[CONFIG_PATH_MAX]; /* absolute; pidfile svcd.pid and socket svcd.sock live here */
 
     struct {
@@ -66,7 +66,7 @@ struct svcd_config {
     } timeouts;
     struct {
         uint64_t body, header, ws_message; /* bytes */
-        uint64_t connections;               /* per worker */
+        uint64_t connections;              /* per worker */
     } limits;
     struct {
         enum store_driver driver;
@@ -76,7 +76,7 @@ struct svcd_config {
         uint64_t connect_backoff_ms, connect_max_backoff_ms;
     } storage;
     struct {
-        char jwt_secret[512];  /* secret */
+        char jwt_secret[512]; /* secret */
         char client_url[512];
         char admin_token[512]; /* secret; empty: loopback-only admin */
     } auth;

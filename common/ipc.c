@@ -12,7 +12,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-int ipc_pair(int sv[2]) { return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); }
+int ipc_pair(int sv[2])
+{
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+}
 
 int ipc_send(int sock, uint8_t type, const void *payload, size_t len, int fd)
 {
@@ -68,7 +71,8 @@ long ipc_recv(int sock, uint8_t *type, void *payload, size_t cap, int *fd)
     } while (n < 0 && errno == EINTR);
     if (n < 0) return -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            memcpy(fd, CMSG_DATA(c), sizeof(int));
     }
     if (n == 0) return 0; /* EOF */
     if (n < 5 || (msg.msg_flags & MSG_TRUNC)) {

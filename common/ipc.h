@@ -16,11 +16,11 @@
 #define IPC_MAX_FRAME (256 * 1024)
 
 enum ipc_type {
-    IPC_PING = 1,       /* heart-beat / liveness probe, empty payload */
+    IPC_PING = 1, /* heart-beat / liveness probe, empty payload */
     IPC_PONG = 2,
-    IPC_COORD_LINK = 3, /* master -> worker: fd attached is the new coordinator link */
+    IPC_COORD_LINK = 3,  /* master -> worker: fd attached is the new coordinator link */
     IPC_WORKER_LINK = 4, /* master -> coordinator: fd attached is a worker link; payload "slot" */
-    IPC_APP = 16        /* first type owned by application features (chat, preview, ...) */
+    IPC_APP = 16         /* first type owned by application features (chat, preview, ...) */
 };
 
 /* Create a SOCK_SEQPACKET|SOCK_CLOEXEC socketpair. */

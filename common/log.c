@@ -70,8 +70,14 @@ void log_close(void)
     L.fd = -1;
 }
 
-void log_set_role(const char *role) { snprintf(L.role, sizeof(L.role), "%s", role); }
-void log_set_stderr(int on) { L.to_stderr = on; }
+void log_set_role(const char *role)
+{
+    snprintf(L.role, sizeof(L.role), "%s", role);
+}
+void log_set_stderr(int on)
+{
+    L.to_stderr = on;
+}
 
 static void timestamp(char *out, size_t len)
 {
@@ -132,8 +138,7 @@ void log_access(const char *remote, const char *method, const char *path, int st
     struct buf b;
     buf_init(&b);
     if (L.format == LOG_FORMAT_JSON) {
-        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"pid\":%d,\"role\":", ts,
-                   (int)getpid());
+        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"pid\":%d,\"role\":", ts, (int)getpid());
         buf_json_str(&b, L.role);
         buf_puts(&b, ",\"kind\":\"access\",\"remote\":");
         buf_json_str(&b, remote);
@@ -156,7 +161,8 @@ void log_access(const char *remote, const char *method, const char *path, int st
         buf_init(&u);
         buf_puts(&u, user_agent ? user_agent : "-");
         for (size_t i = 0; i < u.len; i++)
-            if ((unsigned char)u.data[i] < 0x20 || u.data[i] == '"' || u.data[i] == 0x7f) u.data[i] = '?';
+            if ((unsigned char)u.data[i] < 0x20 || u.data[i] == '"' || u.data[i] == 0x7f)
+                u.data[i] = '?';
         buf_printf(&b, "%s info  [%s %d] access %s \"%s %s\" %d %llu %.3fms \"%s\"\n", ts, L.role,
                    (int)getpid(), remote, method, p.data ? p.data : "", status, bytes, ms,
                    u.data ? u.data : "-");

@@ -42,6 +42,20 @@ void scoreboard_release(struct scoreboard *sb, int slot)
     if (slot >= 0 && slot < SB_SLOTS) memset(&sb->slot[slot], 0, sizeof(sb->slot[slot]));
 }
 
+void scoreboard_retire(struct scoreboard *sb, int slot)
+{
+    if (slot < 0 || slot >= SB_SLOTS) return;
+    struct sb_slot *s = &sb->slot[slot], *r = &sb->retired;
+    __atomic_add_fetch(&r->accepted, s->accepted, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->requests, s->requests, __ATOMIC_RELAXED);
+    for (int k = 0; k < 6; k++)
+        __atomic_add_fetch(&r->status_class[k], s->status_class[k], __ATOMIC_RELAXED);
+    for (int k = 0; k < SB_LAT_BUCKETS; k++)
+        __atomic_add_fetch(&r->lat_bucket[k], s->lat_bucket[k], __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->lat_sum_us, s->lat_sum_us, __ATOMIC_RELAXED);
+    scoreboard_release(sb, slot);
+}
+
 void scoreboard_record(struct sb_slot *s, int status, int64_t latency_us)
 {
     int cls = status / 100;

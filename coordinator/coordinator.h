@@ -18,9 +18,9 @@ struct coordinator_args {
     const struct svcd_config *cfg;
     struct scoreboard *sb;
     int slot;
-    int master_fd;               /* ipc channel to the master */
-    const int *worker_fds;       /* links to the workers alive at fork time */
-    const int *worker_slots;     /* their scoreboard slots */
+    int master_fd;           /* ipc channel to the master */
+    const int *worker_fds;   /* links to the workers alive at fork time */
+    const int *worker_slots; /* their scoreboard slots */
     int nworkers;
 };
 

@@ -24,17 +24,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CRASH_YOUNG_MS 5000
+#define CRASH_YOUNG_MS   5000
 #define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS   30000
 
 static const char *role_name(int role)
 {
     switch (role) {
-    case SB_WORKER: return "worker";
-    case SB_COORDINATOR: return "coordinator";
-    case SB_APP: return "app";
-    default: return "child";
+    case SB_WORKER:
+        return "worker";
+    case SB_COORDINATOR:
+        return "coordinator";
+    case SB_APP:
+        return "app";
+    default:
+        return "child";
     }
 }
 
@@ -65,7 +69,7 @@ static struct child *new_child(struct master *m, int role, int index, int genera
 static void free_child(struct master *m, struct child *c)
 {
     if (c->chan >= 0) close(c->chan);
-    if (c->slot >= 0) scoreboard_release(m->sb, c->slot);
+    if (c->slot >= 0) scoreboard_retire(m->sb, c->slot);
     memset(c, 0, sizeof(*c));
     c->slot = -1;
     c->chan = -1;
@@ -332,7 +336,8 @@ void children_on_exit(struct master *m, pid_t pid, int status)
     else
         log_error("%s %d (pid %d) died: %s; crash loop (%d quick deaths in a row), respawning in "
                   "%lld ms",
-                  role_name(c->role), c->index, (int)pid, reason, c->crash_streak, (long long)delay);
+                  role_name(c->role), c->index, (int)pid, reason, c->crash_streak,
+                  (long long)delay);
     if (c->slot >= 0) m->sb->slot[c->slot].restarts = c->restarts;
     c->respawn_at = now + delay;
     if (delay == 0 && spawn(m, c) < 0) c->respawn_at = now + BACKOFF_FIRST_MS;
@@ -476,8 +481,9 @@ static void proc_usage(pid_t pid, long long *rss, double *cpu, double uptime_s)
         if (fgets(line, sizeof(line), f)) {
             char *p = strrchr(line, ')');
             unsigned long long ut = 0, st = 0;
-            if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                            &st) == 2 &&
+            if (p &&
+                sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) ==
+                    2 &&
                 uptime_s > 0)
                 *cpu = 100.0 * (double)(ut + st) / (double)sysconf(_SC_CLK_TCK) / uptime_s;
         }

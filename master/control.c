@@ -188,8 +188,7 @@ int control_open(struct master *m, char *err, size_t errlen)
     unlink(m->sockpath); /* we hold the pidfile lock: any socket file here is stale */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-        snprintf(err, errlen, "cannot create control socket %s: %s", m->sockpath,
-                 strerror(errno));
+        snprintf(err, errlen, "cannot create control socket %s: %s", m->sockpath, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }

@@ -91,8 +91,9 @@ void port_owner(int port, char *out, size_t outlen)
     if (!inode) inode = listener_inode("/proc/net/tcp6", port);
     pid_t pid = inode ? inode_owner(inode) : 0;
     if (!pid) {
-        snprintf(out, outlen, "port %d is already in use by another process (not visible to this "
-                              "user; try `ss -ltnp 'sport = :%d'` as root)",
+        snprintf(out, outlen,
+                 "port %d is already in use by another process (not visible to this "
+                 "user; try `ss -ltnp 'sport = :%d'` as root)",
                  port, port);
         return;
     }

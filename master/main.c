@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 64
-#define EXIT_CONFIG 78
+#define EXIT_USAGE     64
+#define EXIT_CONFIG    78
 #define DEFAULT_CONFIG "/etc/svcd/svcd.yaml"
 
 static void usage(FILE *fp)
@@ -86,12 +86,24 @@ int main(int argc, char **argv)
     int test_only = 0, daemon_mode = 0, opt;
     while ((opt = getopt(argc, argv, "c:tdvh")) != -1) {
         switch (opt) {
-        case 'c': cfg_path = optarg; break;
-        case 't': test_only = 1; break;
-        case 'd': daemon_mode = 1; break;
-        case 'v': printf("svcd %s\n", SVCD_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'd':
+            daemon_mode = 1;
+            break;
+        case 'v':
+            printf("svcd %s\n", SVCD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
         }
     }
     if (optind != argc) {
@@ -125,8 +137,9 @@ int main(int argc, char **argv)
         mkdirs(dir, 0755);
     }
     if (log_open(cfg->log.file, cfg->log.format, cfg->log.level, 1) < 0) {
-        fprintf(stderr, "svcd: cannot open log file %s: %s; fix log.file or its directory's "
-                        "permissions\n",
+        fprintf(stderr,
+                "svcd: cannot open log file %s: %s; fix log.file or its directory's "
+                "permissions\n",
                 cfg->log.file, strerror(errno));
         free(cfg);
         return 1;
@@ -134,7 +147,10 @@ int main(int argc, char **argv)
     log_set_role("master");
 
     struct master *m = calloc(1, sizeof(*m));
-    if (!m) return 1;
+    if (!m) {
+        free(cfg);
+        return 1;
+    }
     m->cfg = cfg;
     m->ready_fd = -1;
     m->pidfile_fd = -1;
@@ -148,25 +164,25 @@ int main(int argc, char **argv)
     if (mkdirs(cfg->run_dir, 0755) < 0) {
         log_error("cannot create run_dir %s: %s; create it or fix its permissions", cfg->run_dir,
                   strerror(errno));
-        return 1;
+        goto fail;
     }
     /* Refuse a second instance before forking, so `svcd -d` reports it directly. */
     pid_t running = pidfile_read_running(m->pidfile);
     if (running > 0) {
         log_error("already running (pid %d); use `svc stop` or `svc reload`", (int)running);
-        return 1;
+        goto fail;
     }
     if (daemon_mode) {
         m->ready_fd = daemonize();
         if (m->ready_fd < 0) {
             log_error("cannot daemonize: %s", strerror(errno));
-            return 1;
+            goto fail;
         }
     }
     char err[1024];
     if (pidfile_acquire(m, err, sizeof(err)) < 0) {
         log_error("%s", err);
-        return 1;
+        goto fail;
     }
     log_info("phase config: OK — %s (env %s, %d worker(s), pid %d)", cfg->path,
              cfg->env == ENV_PRODUCTION ? "production" : "development", cfg->workers,
@@ -187,11 +203,8 @@ int main(int argc, char **argv)
     if (failed) {
         for (int i = 0; i < cfg->nlisten; i++)
             if (m->listen_fds[i] >= 0) close(m->listen_fds[i]);
-        pidfile_release(m);
         log_error("startup failed: cannot bind; nothing was started");
-        free(cfg);
-        free(m);
-        return 1;
+        goto fail;
     }
 
     /* phase: privileges — the master keeps root (to re-bind on reload, like nginx);
@@ -207,8 +220,7 @@ int main(int argc, char **argv)
     m->sb = scoreboard_create();
     if (!m->sb) {
         log_error("cannot map the scoreboard: %s", strerror(errno));
-        pidfile_release(m);
-        return 1;
+        goto fail;
     }
     m->sb->master_pid = (int32_t)getpid();
     m->sb->master_started_ms = now_wall_ms();
@@ -225,4 +237,12 @@ int main(int argc, char **argv)
     free(m);
     log_close();
     return rc;
+
+fail:
+    pidfile_release(m);
+    if (m->ready_fd >= 0) close(m->ready_fd);
+    free(m->cfg);
+    free(m);
+    log_close();
+    return 1;
 }

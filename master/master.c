@@ -58,8 +58,7 @@ static void close_old_listeners(struct master *m)
     if (!m->nold_listen) return;
     for (int i = 0; i < MASTER_MAX_CHILDREN; i++) {
         struct child *c = &m->children[i];
-        if (c->used && c->role == SB_WORKER && c->generation != m->generation && c->pid > 0)
-            return;
+        if (c->used && c->role == SB_WORKER && c->generation != m->generation && c->pid > 0) return;
     }
     for (int i = 0; i < m->nold_listen; i++) close(m->old_listen_fds[i]);
     m->nold_listen = 0;
@@ -90,8 +89,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case M_RELOADING:
         if (children_all_ready(m, m->generation)) {
-            for (int g = 0; g < m->generation; g++)
-                children_signal_generation(m, g, SIGTERM, 1);
+            for (int g = 0; g < m->generation; g++) children_signal_generation(m, g, SIGTERM, 1);
             m->state = M_RUNNING;
             free(m->prev_cfg);
             m->prev_cfg = NULL;
@@ -108,11 +106,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             free(m->cfg);
             m->cfg = m->prev_cfg;
             m->prev_cfg = NULL;
-            log_open(m->cfg->log.file, m->cfg->log.format, m->cfg->log.level, m->ready_fd >= 0 || m->foreground);
+            log_open(m->cfg->log.file, m->cfg->log.format, m->cfg->log.level,
+                     m->ready_fd >= 0 || m->foreground);
             m->state = M_RUNNING;
             announce_ready(m, "reload rolled back");
-            finish_reload(m, 0, "new workers did not become ready in time; the previous "
-                                "generation keeps serving");
+            finish_reload(m, 0,
+                          "new workers did not become ready in time; the previous "
+                          "generation keeps serving");
         }
         break;
     case M_STOPPING:
@@ -133,7 +133,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             m->stop_deadline = 0; /* the SIGKILLed children are reaped next */
         }
         break;
-    case M_RUNNING: break;
+    case M_RUNNING:
+        break;
     }
 }
 
@@ -164,7 +165,7 @@ static int find_listener(struct master *m, const struct config_listen *l)
 int master_request_reload(struct master *m, struct buf *errors)
 {
     if (m->state != M_RUNNING) {
-        buf_puts(errors, m->state == M_RELOADING ? "a reload is already in progress"
+        buf_puts(errors, m->state == M_RELOADING  ? "a reload is already in progress"
                          : m->state == M_STOPPING ? "svcd is shutting down"
                                                   : "svcd is still starting");
         log_warn("reload refused: %s", errors->data);
@@ -183,8 +184,9 @@ int master_request_reload(struct master *m, struct buf *errors)
             buf_printf(errors, "%s: %s\n", errs.items[i].where, errs.items[i].message);
             log_error("reload: %s: %s", errs.items[i].where, errs.items[i].message);
         }
-        buf_printf(errors, "%zu configuration error(s); svcd keeps running with the previous "
-                           "configuration",
+        buf_printf(errors,
+                   "%zu configuration error(s); svcd keeps running with the previous "
+                   "configuration",
                    errs.count);
         config_errors_free(&errs);
         free(nc);
@@ -225,8 +227,8 @@ int master_request_reload(struct master *m, struct buf *errors)
     memcpy(m->listen_fds, fds, sizeof(int) * (size_t)nc->nlisten);
     m->nlisten = nc->nlisten;
 
-    if (log_open(nc->log.file, nc->log.format, nc->log.level,
-                 m->foreground || m->ready_fd >= 0) < 0)
+    if (log_open(nc->log.file, nc->log.format, nc->log.level, m->foreground || m->ready_fd >= 0) <
+        0)
         log_warn("reload: cannot open log file %s: %s (keeping the old one)", nc->log.file,
                  strerror(errno));
     m->prev_cfg = m->cfg;
@@ -235,8 +237,8 @@ int master_request_reload(struct master *m, struct buf *errors)
     m->sb->generation = m->generation;
     m->state = M_RELOADING;
     m->phase_deadline = now_mono_ms() + (int64_t)nc->timeouts.worker_ms + 5000;
-    log_info("reload: configuration valid; starting generation %d with %d worker(s)",
-             m->generation, nc->workers);
+    log_info("reload: configuration valid; starting generation %d with %d worker(s)", m->generation,
+             nc->workers);
     if (children_spawn_workers(m, m->generation, nc->workers) < 0) {
         log_error("reload: could not fork every new worker; retrying through respawn");
     }

@@ -18,7 +18,7 @@
 #include "../common/scoreboard.h"
 
 #define MASTER_MAX_CHILDREN SB_SLOTS
-#define MASTER_MAX_CONTROL 16
+#define MASTER_MAX_CONTROL  16
 
 enum master_state { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING };
 
@@ -34,10 +34,10 @@ struct child {
     int draining;   /* sent SIGTERM on purpose (reload/stop): exit is expected */
     int watchdog_killed;
     int restarts;
-    int crash_streak;       /* consecutive short-lived crashes */
-    int64_t started_mono;   /* when this incarnation was forked */
-    int64_t respawn_at;     /* monotonic ms; 0 = not pending */
-    int64_t kill_at;        /* monotonic ms; SIGKILL a draining child after this */
+    int crash_streak;     /* consecutive short-lived crashes */
+    int64_t started_mono; /* when this incarnation was forked */
+    int64_t respawn_at;   /* monotonic ms; 0 = not pending */
+    int64_t kill_at;      /* monotonic ms; SIGKILL a draining child after this */
     char last_exit[96];
 };
 
@@ -50,7 +50,7 @@ struct control_client {
 
 struct master {
     struct svcd_config *cfg;
-    struct svcd_config *prev_cfg; /* what a reload in progress falls back to */
+    struct svcd_config *prev_cfg;  /* what a reload in progress falls back to */
     char cfg_arg[CONFIG_PATH_MAX]; /* the -c path as given */
     int foreground;
     int ready_fd; /* daemon mode: pipe to the waiting parent, -1 otherwise */

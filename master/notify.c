@@ -17,9 +17,18 @@ void notify_ready(const char *status)
     sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", status, (int)getpid());
 }
 
-void notify_status(const char *status) { sd_notifyf(0, "STATUS=%s", status); }
-void notify_reloading(void) { sd_notify(0, "RELOADING=1\nSTATUS=reloading configuration"); }
-void notify_stopping(void) { sd_notify(0, "STOPPING=1\nSTATUS=draining connections"); }
+void notify_status(const char *status)
+{
+    sd_notifyf(0, "STATUS=%s", status);
+}
+void notify_reloading(void)
+{
+    sd_notify(0, "RELOADING=1\nSTATUS=reloading configuration");
+}
+void notify_stopping(void)
+{
+    sd_notify(0, "STOPPING=1\nSTATUS=draining connections");
+}
 
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {

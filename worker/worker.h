@@ -24,11 +24,11 @@ struct worker_args {
     const int *listen_fds; /* non-blocking, CLOEXEC cleared; one per cfg->listen[i] */
     int nlisten;
     struct scoreboard *sb;
-    int slot;       /* index into sb->slot[] this worker owns */
-    int index;      /* worker number within its generation, 0-based */
+    int slot;  /* index into sb->slot[] this worker owns */
+    int index; /* worker number within its generation, 0-based */
     int generation;
-    int master_fd;  /* ipc channel to the master (frames, see ipc.h) */
-    int coord_fd;   /* ipc link to the coordinator, -1 if none yet */
+    int master_fd; /* ipc channel to the master (frames, see ipc.h) */
+    int coord_fd;  /* ipc link to the coordinator, -1 if none yet */
 };
 
 /* Run the worker until drained; returns the process exit status. */

@@ -1,0 +1,338 @@
+/*
+ * worker.c — the traffic process: its loop, listeners, signals and channels.
+ *
+ * The master forks a worker with the listening sockets and channels already
+ * open (worker.h). This file wires them into one libev loop: accept watchers
+ * hand sockets to http_conn.c, a 1 s timer heart-beats into the scoreboard so the
+ * master can tell a stuck loop from a busy one, SIGTERM (or the master's death)
+ * starts a drain, and the loop ends when the drain has no connection left.
+ * Nothing here blocks: a worker that stops turning its loop gets killed.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/ipc.h"
+#include "../common/log.h"
+#include "http_conn.h"
+#include "worker_ctx.h"
+
+#define ACCEPT_BATCH   64  /* accepts per wakeup: fairness between workers and conns */
+#define ACCEPT_RETRY_S 0.1 /* after EMFILE/ENFILE: let connections close first */
+#define HEARTBEAT_S    1.0
+#define IPC_FRAME_CAP  4096 /* frames this worker reads are tiny; larger ones are dropped */
+
+static void set_state(struct worker_ctx *w, enum sb_state st)
+{
+    __atomic_store_n(&w->self->state, (int32_t)st, __ATOMIC_RELAXED);
+}
+
+static void heartbeat_now(struct worker_ctx *w)
+{
+    __atomic_store_n(&w->self->heartbeat_ms, now_mono_ms(), __ATOMIC_RELAXED);
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* ---- accepting --------------------------------------------------------------- */
+
+static void accept_start(struct worker_ctx *w)
+{
+    if (w->draining || w->accepting) return;
+    for (int i = 0; i < w->nlisten; i++) ev_io_start(w->loop, &w->accept_io[i]);
+    w->accepting = 1;
+}
+
+static void accept_stop(struct worker_ctx *w)
+{
+    if (!w->accepting) return;
+    for (int i = 0; i < w->nlisten; i++) ev_io_stop(w->loop, &w->accept_io[i]);
+    w->accepting = 0;
+}
+
+static int at_limit(const struct worker_ctx *w)
+{
+    return w->cfg->limits.connections && w->nconns >= w->cfg->limits.connections;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker_ctx *w = io->data;
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
+        if (at_limit(w)) {
+            /* Leave the rest in the shared backlog for the other workers. */
+            accept_stop(w);
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                log_warn("cannot accept a connection: %s; pausing accepts for %.0f ms "
+                         "(raise the open-file limit or lower limits.connections)",
+                         strerror(errno), ACCEPT_RETRY_S * 1000);
+                accept_stop(w);
+                ev_timer_start(w->loop, &w->accept_retry);
+                return;
+            default:
+                log_error("accept on listener %d failed: %s", io->fd, strerror(errno));
+                return;
+            }
+        }
+        int one = 1;
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        http_conn_accept(w, fd, (struct sockaddr *)&ss, len);
+    }
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker_ctx *w = t->data;
+    if (!at_limit(w)) accept_start(w);
+}
+
+void worker_conn_closed(struct worker_ctx *w)
+{
+    if (w->draining) {
+        if (w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
+        return;
+    }
+    if (!w->accepting && !ev_is_active(&w->accept_retry) && !at_limit(w)) accept_start(w);
+}
+
+/* ---- drain ------------------------------------------------------------------- */
+
+static void begin_drain(struct worker_ctx *w, const char *why)
+{
+    if (w->draining) return;
+    w->draining = 1;
+    set_state(w, SB_DRAINING);
+    accept_stop(w);
+    ev_timer_stop(w->loop, &w->accept_retry);
+    log_info("draining (%s): %zu connection(s) open", why, w->nconns);
+    http_conn_drain_all(w);
+    if (w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    begin_drain(s->data, "SIGTERM");
+}
+
+static void on_sigusr1(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    if (log_reopen() < 0) log_error("cannot reopen the log file: %s", strerror(errno));
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    heartbeat_now(t->data);
+}
+
+/* ---- channels ---------------------------------------------------------------- */
+
+static void coord_close(struct worker_ctx *w)
+{
+    if (w->coord_fd < 0) return;
+    ev_io_stop(w->loop, &w->coord_io);
+    close(w->coord_fd);
+    w->coord_fd = -1;
+}
+
+static void coord_attach(struct worker_ctx *w, int fd)
+{
+    coord_close(w);
+    w->coord_fd = fd;
+    if (fd < 0) return;
+    set_nonblock(fd);
+    ev_io_set(&w->coord_io, fd, EV_READ);
+    ev_io_start(w->loop, &w->coord_io);
+}
+
+/*
+ * Read every frame waiting on `fd`. Returns 1 at EOF (peer gone), else 0.
+ * PING is answered here; `on_frame` sees everything else and owns any passed fd
+ * (it must close or keep it).
+ */
+static int read_frames(struct worker_ctx *w, int fd,
+                       void (*on_frame)(struct worker_ctx *, uint8_t, int))
+{
+    char payload[IPC_FRAME_CAP];
+    for (;;) {
+        uint8_t type;
+        int passed = -1;
+        long n = ipc_recv(fd, &type, payload, sizeof(payload), &passed);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+            if (errno == EPROTO) continue; /* oversized or malformed frame, dropped */
+            return 1;
+        }
+        if (n == 0 && type == 0) return 1;
+        if (type == IPC_PING) {
+            if (ipc_send(fd, IPC_PONG, NULL, 0, -1) < 0 && errno != EAGAIN)
+                log_debug("cannot answer a ping: %s", strerror(errno));
+            if (passed >= 0) close(passed);
+            continue;
+        }
+        on_frame(w, type, passed);
+    }
+}
+
+static void master_frame(struct worker_ctx *w, uint8_t type, int fd)
+{
+    if (type == IPC_COORD_LINK && fd >= 0) {
+        coord_attach(w, fd);
+        return;
+    }
+    if (fd >= 0) close(fd);
+}
+
+static void on_master(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker_ctx *w = io->data;
+    if (read_frames(w, w->master_fd, master_frame)) {
+        ev_io_stop(loop, io);
+        close(w->master_fd);
+        w->master_fd = -1;
+        log_warn("the master went away; draining and exiting");
+        begin_drain(w, "master gone");
+    }
+}
+
+static void coord_frame(struct worker_ctx *w, uint8_t type, int fd)
+{
+    /* No coordinator feature uses the link yet. */
+    if (fd >= 0) close(fd);
+}
+
+static void on_coord(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker_ctx *w = io->data;
+    if (read_frames(w, w->coord_fd, coord_frame)) {
+        log_info("coordinator link closed; waiting for the master to pass a new one");
+        coord_close(w);
+    }
+}
+
+/* ---- entry ------------------------------------------------------------------- */
+
+int worker_main(const struct worker_args *a)
+{
+    struct worker_ctx ctx;
+    struct worker_ctx *w = &ctx;
+    memset(w, 0, sizeof(*w));
+    w->cfg = a->cfg;
+    w->sb = a->sb;
+    w->slot = a->slot;
+    w->self = &a->sb->slot[a->slot];
+    w->index = a->index;
+    w->generation = a->generation;
+    w->loop = EV_DEFAULT;
+    w->master_fd = a->master_fd;
+    w->coord_fd = -1;
+    w->nlisten = a->nlisten < CONFIG_MAX_LISTEN ? a->nlisten : CONFIG_MAX_LISTEN;
+    heartbeat_now(w);
+
+    /* The master owns these signals; a worker must not die of them. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &mask, NULL);
+
+    /* http_parser's own head limit backs up the byte count in http_conn.c. */
+    uint64_t hlimit = w->cfg->limits.header;
+    http_parser_set_max_header_size(hlimit > 0 && hlimit < UINT32_MAX ? (uint32_t)hlimit
+                                                                      : UINT32_MAX);
+
+    ev_signal_init(&w->sig_term, on_sigterm, SIGTERM);
+    ev_signal_init(&w->sig_usr1, on_sigusr1, SIGUSR1);
+    w->sig_term.data = w->sig_usr1.data = w;
+    ev_signal_start(w->loop, &w->sig_term);
+    ev_signal_start(w->loop, &w->sig_usr1);
+
+    ev_timer_init(&w->heartbeat, on_heartbeat, HEARTBEAT_S, HEARTBEAT_S);
+    w->heartbeat.data = w;
+    ev_timer_start(w->loop, &w->heartbeat);
+    ev_timer_init(&w->accept_retry, on_accept_retry, ACCEPT_RETRY_S, 0.);
+    w->accept_retry.data = w;
+
+    ev_io_init(&w->master_io, on_master, w->master_fd, EV_READ);
+    ev_io_init(&w->coord_io, on_coord, -1, EV_READ);
+    w->master_io.data = w->coord_io.data = w;
+    if (w->master_fd >= 0) {
+        set_nonblock(w->master_fd);
+        ev_io_start(w->loop, &w->master_io);
+    }
+    coord_attach(w, a->coord_fd);
+
+    for (int i = 0; i < w->nlisten; i++) {
+        w->listen_fds[i] = a->listen_fds[i];
+        set_nonblock(w->listen_fds[i]);
+        ev_io_init(&w->accept_io[i], on_accept, w->listen_fds[i], EV_READ);
+        w->accept_io[i].data = w;
+    }
+    accept_start(w);
+    set_state(w, SB_READY);
+    log_debug("worker %d (generation %d) ready on %d listener(s)", w->index, w->generation,
+              w->nlisten);
+
+    ev_run(w->loop, 0);
+
+    /* Drained (or the loop ran out of watchers): release everything. */
+    http_conn_close_all(w);
+    accept_stop(w);
+    ev_timer_stop(w->loop, &w->accept_retry);
+    ev_timer_stop(w->loop, &w->heartbeat);
+    /* Block SIGTERM before its watcher goes: stopping the watcher restores SIG_DFL,
+     * and a late SIGTERM (the master's, after a process-group one) must not turn a
+     * clean exit into "killed by signal 15". */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    ev_signal_stop(w->loop, &w->sig_term);
+    ev_signal_stop(w->loop, &w->sig_usr1);
+    if (w->master_fd >= 0) {
+        ev_io_stop(w->loop, &w->master_io);
+        close(w->master_fd);
+        w->master_fd = -1;
+    }
+    coord_close(w);
+    signal(SIGTERM, SIG_IGN); /* already drained: a late SIGTERM changes nothing */
+    log_info("worker %d (generation %d) drained, exiting", w->index, w->generation);
+    return 0;
+}
