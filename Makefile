@@ -39,7 +39,8 @@ all: $(B)/svcd $(B)/svc
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC $(B)/$<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/svcd: $(SVCD_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

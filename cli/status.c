@@ -48,7 +48,7 @@ int status_render(const char *text, int as_json)
     }
     if (as_json) {
         json_t *out = json_pack("{s:O,s:O}", "master", master, "children", children);
-        char *s = json_dumps(out, JSON_COMPACT);
+        char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
         puts(s ? s : "{}");
         free(s);
         json_decref(out);

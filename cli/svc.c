@@ -189,9 +189,16 @@ int main(int argc, char **argv)
     static struct svcd_config cfg; /* large; not on the stack */
     struct config_errors errs = {0};
     if (config_load(cfg_path, NULL, &cfg, &errs) < 0) {
-        config_errors_print(&errs, stderr);
+        /* The file on disk may be broken while svcd runs on the last good one:
+         * `status`, `stop`, `logs` and `reload` still work as long as run_dir is
+         * known (reload then shows the master's own report of the errors). */
+        int usable = cfg.run_dir[0] && strcmp(cmd, "restart") != 0;
+        if (!usable || strcmp(cmd, "reload") != 0) config_errors_print(&errs, stderr);
         config_errors_free(&errs);
-        return EXIT_CONFIG;
+        if (!usable) return EXIT_CONFIG;
+        if (strcmp(cmd, "reload") != 0)
+            fprintf(stderr, "svc: note: %s has errors; using run_dir %s\n", cfg_path,
+                    cfg.run_dir);
     }
     config_errors_free(&errs);
 

@@ -89,7 +89,7 @@ static void timestamp(char *out, size_t len)
     snprintf(out + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-static void emit(struct buf *b)
+static void emit(struct buf *b, enum log_level level)
 {
     if (buf_failed(b)) return;
     int saved = errno;
@@ -97,7 +97,7 @@ static void emit(struct buf *b)
         ssize_t r = write(L.fd, b->data, b->len);
         (void)r;
     }
-    if (L.to_stderr) {
+    if (L.to_stderr == 1 || (L.to_stderr == 2 && level >= LOG_WARN)) {
         ssize_t r = write(STDERR_FILENO, b->data, b->len);
         (void)r;
     }
@@ -125,7 +125,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     } else {
         buf_printf(&b, "%s %-5s [%s %d] %s\n", ts, level_name[level], L.role, (int)getpid(), msg);
     }
-    emit(&b);
+    emit(&b, level);
     buf_free(&b);
 }
 
@@ -169,6 +169,6 @@ void log_access(const char *remote, const char *method, const char *path, int st
         buf_free(&p);
         buf_free(&u);
     }
-    emit(&b);
+    emit(&b, LOG_INFO);
     buf_free(&b);
 }

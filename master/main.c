@@ -173,6 +173,7 @@ int main(int argc, char **argv)
         goto fail;
     }
     if (daemon_mode) {
+        log_set_stderr(2); /* `svcd -d` / `svc start` print only problems */
         m->ready_fd = daemonize();
         if (m->ready_fd < 0) {
             log_error("cannot daemonize: %s", strerror(errno));

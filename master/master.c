@@ -308,7 +308,17 @@ void master_child_after_fork(struct master *m, int keep_chan)
     ev_loop_fork(loop);
     if (m->pidfile_fd >= 0) close(m->pidfile_fd);
     m->pidfile_fd = -1;
-    if (m->ready_fd >= 0) close(m->ready_fd);
+    if (m->ready_fd >= 0) {
+        /* Daemon mode: the waiting `svcd -d` parent (and whoever captured its output)
+         * must see EOF once the master is READY, so children must not hold stdio. */
+        close(m->ready_fd);
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0), dup2(null, 1), dup2(null, 2);
+            if (null > 2) close(null);
+        }
+        log_set_stderr(0);
+    }
     m->ready_fd = -1;
     for (int i = 0; i < m->nold_listen; i++) close(m->old_listen_fds[i]);
     m->nold_listen = 0;
