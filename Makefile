@@ -92,3 +92,4 @@ clean:
 	rm -rf build build-asan
 
 -include $(SVCD_OBJ:.o=.d) $(SVC_OBJ:.o=.d)
+include packaging/packaging.mk

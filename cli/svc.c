@@ -56,6 +56,8 @@ static int reply_ok(const struct buf *reply, char *msg, size_t len)
 {
     json_t *doc = json_loads(reply->data, 0, NULL);
     int ok = doc && json_is_true(json_object_get(doc, "ok"));
+    const char *code = json_string_value(json_object_get(doc, "code"));
+    if (!ok && code && strcmp(code, "CONFIG") == 0) ok = -1;
     const char *m = json_string_value(json_object_get(doc, ok ? "message" : "error"));
     snprintf(msg, len, "%s", m ? m : (reply->data ? reply->data : ""));
     json_decref(doc);
@@ -112,12 +114,12 @@ static int cmd_reload(const struct svcd_config *cfg)
     char msg[8192];
     int ok = reply_ok(&reply, msg, sizeof(msg));
     buf_free(&reply);
-    if (ok) {
+    if (ok > 0) {
         printf("reloaded: %s\n", msg);
         return 0;
     }
     fprintf(stderr, "svc: reload rejected:\n%s\n", msg);
-    return 1;
+    return ok < 0 ? EXIT_CONFIG : 1;
 }
 
 static int cmd_status(const struct svcd_config *cfg, int as_json)

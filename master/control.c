@@ -91,7 +91,14 @@ static void handle(struct master *m, struct control_client *cl, const char *cmd)
         buf_init(&errors);
         int rc = master_request_reload(m, &errors);
         if (rc < 0) {
-            reply_error(m, cl, errors.data ? errors.data : "reload failed");
+            struct buf r2;
+            buf_init(&r2);
+            buf_printf(&r2, "{\"ok\":false,\"code\":\"%s\",\"error\":",
+                       rc == -2 ? "CONFIG" : "REFUSED");
+            buf_json_str(&r2, errors.data ? errors.data : "reload failed");
+            buf_puts(&r2, "}");
+            client_reply(m, cl, &r2);
+            buf_free(&r2);
         } else {
             cl->waiting_reload = 1; /* answered by control_reload_done() */
         }

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
     }
     config_errors_free(&errs);
     if (test_only) {
-        printf("configuration OK: %s\n", cfg->path);
+        printf("configuration OK\n");
         free(cfg);
         return 0;
     }

@@ -191,7 +191,7 @@ int master_request_reload(struct master *m, struct buf *errors)
         config_errors_free(&errs);
         free(nc);
         notify_ready("running; reload rejected (invalid configuration)");
-        return -1;
+        return -2;
     }
     config_errors_free(&errs);
     if (strcmp(nc->run_dir, m->cfg->run_dir) != 0 || strcmp(nc->user, m->cfg->user) != 0) {

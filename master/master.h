@@ -120,6 +120,7 @@ void control_reload_done(struct master *m, int ok, const char *text);
 /* master.c */
 int master_run(struct master *m);
 void master_request_stop(struct master *m, const char *why);
+/* 0 started; -1 refused in this state or failed to bind; -2 invalid configuration. */
 int master_request_reload(struct master *m, struct buf *errors);
 void master_child_after_fork(struct master *m, int keep_chan);
 
