@@ -6,7 +6,7 @@
 
 VERSION   := 0.1.0
 CC        ?= gcc
-PKGS      := yaml-0.1 libsystemd openssl jansson
+PKGS      := yaml-0.1 libsystemd openssl jansson sqlite3 libmongoc-1.0
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
              -fno-strict-aliasing -DSVCD_VERSION='"$(VERSION)"' \
@@ -22,7 +22,7 @@ B         := build
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
-SVCD_SRC   := $(COMMON_SRC) $(wildcard master/*.c worker/*.c coordinator/*.c)
+SVCD_SRC   := $(COMMON_SRC) $(wildcard master/*.c worker/*.c coordinator/*.c store/*.c)
 SVC_SRC    := $(COMMON_SRC) $(wildcard cli/*.c)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 

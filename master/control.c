@@ -93,8 +93,8 @@ static void handle(struct master *m, struct control_client *cl, const char *cmd)
         if (rc < 0) {
             struct buf r2;
             buf_init(&r2);
-            buf_printf(&r2, "{\"ok\":false,\"code\":\"%s\",\"error\":",
-                       rc == -2 ? "CONFIG" : "REFUSED");
+            buf_printf(&r2,
+                       "{\"ok\":false,\"code\":\"%s\",\"error\":", rc == -2 ? "CONFIG" : "REFUSED");
             buf_json_str(&r2, errors.data ? errors.data : "reload failed");
             buf_puts(&r2, "}");
             client_reply(m, cl, &r2);

@@ -189,6 +189,12 @@ int main(int argc, char **argv)
              cfg->env == ENV_PRODUCTION ? "production" : "development", cfg->workers,
              (int)getpid());
 
+    /* phase: storage — before anything listens, so a dead database is one clear line */
+    if (storage_phase(cfg) < 0) {
+        log_error("startup failed: storage unavailable; nothing was started");
+        goto fail;
+    }
+
     /* phase: bind — every listener, every failure reported */
     int failed = 0;
     for (int i = 0; i < cfg->nlisten; i++) {

@@ -117,6 +117,9 @@ int control_open(struct master *m, char *err, size_t errlen);
 void control_close(struct master *m);
 void control_reload_done(struct master *m, int ok, const char *text);
 
+/* storage_phase.c: 0 connected or degraded (development), -1 fatal (production) */
+int storage_phase(const struct svcd_config *cfg);
+
 /* master.c */
 int master_run(struct master *m);
 void master_request_stop(struct master *m, const char *why);

@@ -16,6 +16,7 @@
 #include "../common/config.h"
 #include "../common/scoreboard.h"
 #include "handlers.h"
+#include "store_pool.h"
 #include "response.h"
 #include "worker_ctx.h"
 
@@ -66,28 +67,30 @@ static const char *state_name(int state)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /*
- * The database state as health endpoints report it. Storage does not exist yet:
- * this is the one function the storage feature replaces (it must stay
- * non-blocking: report the last known state, never run a query on the loop).
+ * The database state as health endpoints report it: the storage pool's last
+ * background check (never a query on the loop).
  */
 struct db_health {
     bool connected, responsive;
     const char *state; /* "connected", "disconnected", "connecting", "not_configured" */
     double check_ms;   /* how long the last check took */
+    struct store_info info;
 };
 
 static void health_db_probe(const struct worker_ctx *w, struct db_health *out)
 {
-    (void)w;
-    out->connected = false;
-    out->responsive = false;
-    out->state = "not_configured";
-    out->check_ms = 0.0;
+    struct db_state st;
+    store_pool_db_state(w->pool, &st);
+    out->connected = st.connected;
+    out->responsive = st.connected;
+    out->state = st.state;
+    out->check_ms = st.check_ms;
+    out->info = st.info;
 }
 
 static bool db_is_healthy(const struct db_health *db)
 {
-    return db->connected || strcmp(db->state, "not_configured") == 0;
+    return db->connected;
 }
 
 /* ---- GET /health ----------------------------------------------------------- */
@@ -158,16 +161,17 @@ void handle_api_health_detailed(struct http_request *req)
     buf_printf(b, "{\"status\":\"%s\",\"database\":{\"driver\":\"%s\",\"host\":",
                ok ? "healthy" : "unhealthy",
                cfg->storage.driver == STORE_MONGODB ? "mongodb" : "sqlite");
-    if (cfg->storage.driver == STORE_MONGODB) {
-        char redacted[sizeof(cfg->storage.uri)];
-        config_redact_uri(cfg->storage.uri, redacted, sizeof(redacted));
-        buf_json_str(b, redacted);
-    } else {
-        buf_json_str(b, cfg->storage.path);
-    }
-    buf_printf(b, ",\"connected\":%s,\"state\":", db.connected ? "true" : "false");
+    buf_json_str(b, db.info.host[0] ? db.info.host : "-");
+    buf_puts(b, ",\"target\":");
+    buf_json_str(b, db.info.target); /* passwords redacted by the store */
+    buf_puts(b, ",\"name\":");
+    buf_json_str(b, db.info.database);
+    buf_printf(b, ",\"pool\":{\"max\":%d,\"open\":%d}", db.info.pool_max, db.info.pool_open);
+    buf_printf(b, ",\"connected\":%s,\"responsive\":%s,\"state\":", db.connected ? "true" : "false",
+               db.responsive ? "true" : "false");
     buf_json_str(b, db.state);
-    buf_printf(b, ",\"checkTime\":%.3f},", db.check_ms);
+    buf_printf(b, ",\"checkTime\":%.3f,\"jobsProcessed\":%llu},", db.check_ms,
+               store_pool_jobs_done(w->pool));
     buf_printf(b, "\"environment\":\"%s\",",
                cfg->env == ENV_PRODUCTION ? "production" : "development");
     buf_printf(b,

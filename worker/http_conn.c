@@ -17,6 +17,15 @@
  *   LINGER    "Connection: close" answer sent; write side shut down, input is
  *             read and dropped until EOF so the client sees the answer, not a
  *             reset caused by its unread bytes                  timer: 1s -> close
+ *   TAKEN     a handler took the connection over (http_conn.h, "takeover"): this
+ *             file stops reading, writing and timing it; the owner drives the fd
+ *             until it hands it back (-> IDLE/LINGER) or ends it (-> closed)
+ *
+ * Routes flagged ROUTE_STREAM are dispatched at the end of the request head,
+ * before any body byte is consumed (the parser is told the message has no
+ * body): the handler either takes the connection over and streams the body
+ * itself, or answers normally, and then the connection closes when a body was
+ * announced, since its bytes were never read.
  *
  * After FLUSHING the connection goes back to IDLE (or straight to HEADERS when
  * pipelined bytes are already buffered), or to LINGER when it must close.
@@ -49,7 +58,16 @@
 #define DRAIN_GRACE_MS 300
 #define KEEP_BUF_CAP   (64 * 1024) /* larger per-request buffers are freed between requests */
 
-enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_HANDLING, CS_FLUSHING, CS_LINGER, CS_CLOSED };
+enum conn_state {
+    CS_IDLE,
+    CS_HEADERS,
+    CS_BODY,
+    CS_HANDLING,
+    CS_FLUSHING,
+    CS_LINGER,
+    CS_TAKEN,
+    CS_CLOSED
+};
 
 /* which part of the request head the parser is appending to */
 enum { HS_URL, HS_FIELD, HS_VALUE };
@@ -78,6 +96,13 @@ struct http_conn {
     int drain_armed; /* IDLE while draining: grace timer running */
     int err_status;  /* set by a parser callback that rejected the request */
     char err_msg[192];
+
+    /* ROUTE_STREAM requests: dispatched at the end of the head, body unread */
+    int stream;
+    int body_chunked;                       /* Transfer-Encoding: chunked */
+    uint64_t body_len;                      /* Content-Length, 0 when none */
+    const struct http_takeover_ops *tk_ops; /* CS_TAKEN: the owner's hooks */
+    void *tk_owner;
 };
 
 static void conn_run(struct http_conn *c);
@@ -138,6 +163,9 @@ static void request_reset(struct http_conn *c)
     r->header_bytes = 0;
     c->err_status = 0;
     c->err_msg[0] = '\0';
+    c->stream = 0;
+    c->body_chunked = 0;
+    c->body_len = 0;
 }
 
 /* ---- parser callbacks: bytes -> request ------------------------------------ */
@@ -307,6 +335,16 @@ static int on_headers_complete(http_parser *p)
 
     int chunked = (p->flags & F_CHUNKED) != 0;
     int has_length = p->content_length != ULLONG_MAX && p->content_length > 0;
+    const struct route *route = router_lookup(r);
+    if (route && (route->flags & ROUTE_STREAM)) {
+        /* The handler gets the head now and the body bytes through a takeover;
+         * no limit on the body here (the owner streams it), no 100 Continue (the
+         * owner decides). "No body" makes the parser stop right after the head. */
+        c->stream = 1;
+        c->body_chunked = chunked;
+        c->body_len = has_length ? p->content_length : 0;
+        return 1;
+    }
     if (has_length && p->content_length > cfg->limits.body) return too_large_body(c);
     if (chunked || has_length) {
         const char *expect = http_request_header(r, "Expect");
@@ -359,6 +397,18 @@ static const http_parser_settings parser_settings = {
 
 /* ---- responses ------------------------------------------------------------- */
 
+/* One access-log line and the scoreboard counters for the request that ends. */
+static void conn_log(struct http_conn *c, int status, unsigned long long bytes)
+{
+    struct http_request *req = &c->req;
+    int64_t lat = now_us() - req->start_us;
+    if (lat < 0) lat = 0;
+    const char *ua = req->headers_done ? http_request_header(req, "User-Agent") : NULL;
+    log_access(c->remote, req->method_str, req->headers_done ? req->path : "-", status, bytes,
+               (double)lat / 1000.0, ua);
+    scoreboard_record(c->w->self, status, lat);
+}
+
 void http_conn_respond(struct http_request *req)
 {
     struct http_conn *c = req->conn;
@@ -367,7 +417,8 @@ void http_conn_respond(struct http_request *req)
     req->resp.sent = 1;
 
     int keep = req->keep_alive && !req->upgrade && !c->close_after && !w->draining &&
-               !c->peer_eof && req->resp.status >= 200;
+               !c->peer_eof && req->resp.status >= 200 &&
+               !(c->stream && (c->body_chunked || c->body_len)); /* body left unread */
     if (!keep) c->close_after = 1;
 
     struct http_response *r = &req->resp;
@@ -381,14 +432,7 @@ void http_conn_respond(struct http_request *req)
         c->close_after = 1;
         c->wbuf.len = head_at;
     }
-    unsigned long long bytes = (unsigned long long)(c->wbuf.len - head_at);
-
-    int64_t lat = now_us() - req->start_us;
-    if (lat < 0) lat = 0;
-    const char *ua = req->headers_done ? http_request_header(req, "User-Agent") : NULL;
-    log_access(c->remote, req->method_str, req->headers_done ? req->path : "-", r->status, bytes,
-               (double)lat / 1000.0, ua);
-    scoreboard_record(w->self, r->status, lat);
+    conn_log(c, r->status, (unsigned long long)(c->wbuf.len - head_at));
 
     c->state = CS_FLUSHING;
     conn_arm(c, w->cfg->timeouts.request_ms);
@@ -537,7 +581,13 @@ static void conn_sync_io(struct http_conn *c)
 static void conn_free(struct http_conn *c)
 {
     struct worker_ctx *w = c->w;
-    if (c->req.on_abort && !c->req.resp.sent) c->req.on_abort(&c->req, c->req.abort_arg);
+    if (c->tk_ops) {
+        const struct http_takeover_ops *ops = c->tk_ops;
+        c->tk_ops = NULL;
+        if (ops->destroy) ops->destroy(c->tk_owner);
+    } else if (c->req.on_abort && !c->req.resp.sent) {
+        c->req.on_abort(&c->req, c->req.abort_arg);
+    }
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->timer);
@@ -601,7 +651,7 @@ static void conn_run(struct http_conn *c)
             c->state = CS_CLOSED;
             continue;
         }
-        break; /* HANDLING, LINGER */
+        break; /* HANDLING, LINGER, TAKEN */
     }
     c->in_run = 0;
     if (c->state == CS_CLOSED)
@@ -728,6 +778,12 @@ void http_conn_drain_all(struct worker_ctx *w)
     struct http_conn *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->state == CS_TAKEN) {
+            /* may release or finish c (and free it): `next` was read first, and an
+             * owner only ever ends its own connection from here */
+            if (c->tk_ops && c->tk_ops->drain) c->tk_ops->drain(c->tk_owner);
+            continue;
+        }
         conn_run(c); /* IDLE ones arm their grace timer */
     }
 }
@@ -750,4 +806,65 @@ const struct sockaddr *http_conn_peer(const struct http_conn *c, socklen_t *len)
 const char *http_conn_remote(const struct http_conn *c)
 {
     return c->remote;
+}
+
+/* ---- takeover (see http_conn.h) -------------------------------------------- */
+
+int http_conn_takeover(struct http_request *req, const struct http_takeover_ops *ops, void *owner,
+                       struct http_takeover *out)
+{
+    struct http_conn *c = req->conn;
+    if (c->state != CS_HANDLING || req->resp.sent || c->wpos < c->wbuf.len) return -1;
+    /* Keep only the unparsed bytes, at the front of the buffer the owner gets. */
+    if (c->rpos > 0) {
+        buf_consume(&c->rbuf, c->rpos);
+        c->rpos = 0;
+    }
+    conn_arm(c, 0);
+    ev_io_stop(c->w->loop, &c->rio);
+    ev_io_stop(c->w->loop, &c->wio);
+    c->state = CS_TAKEN;
+    c->tk_ops = ops;
+    c->tk_owner = owner;
+    out->fd = c->fd;
+    out->in = &c->rbuf;
+    out->body_chunked = c->stream ? c->body_chunked : 0;
+    out->body_length = c->stream ? c->body_len : 0;
+    out->body_unread = c->stream && (c->body_chunked || c->body_len);
+    return 0;
+}
+
+void http_conn_release(struct http_request *req, int status, unsigned long long bytes_out,
+                       int keep_alive)
+{
+    struct http_conn *c = req->conn;
+    if (c->state != CS_TAKEN) return;
+    c->tk_ops = NULL;
+    c->tk_owner = NULL;
+    req->resp.sent = 1;
+    conn_log(c, status, bytes_out);
+    if (!keep_alive || !req->keep_alive || c->w->draining) c->close_after = 1;
+    c->state = CS_FLUSHING; /* nothing queued: conn_run moves on to the next request */
+    if (!c->in_run) conn_run(c);
+}
+
+void http_conn_return(struct http_request *req)
+{
+    struct http_conn *c = req->conn;
+    if (c->state != CS_TAKEN) return;
+    c->tk_ops = NULL;
+    c->tk_owner = NULL;
+    c->state = CS_HANDLING;
+}
+
+void http_conn_finish(struct http_request *req, int status, unsigned long long bytes_out)
+{
+    struct http_conn *c = req->conn;
+    if (c->state != CS_TAKEN) return;
+    c->tk_ops = NULL;
+    c->tk_owner = NULL;
+    req->resp.sent = 1;
+    if (status > 0) conn_log(c, status, bytes_out);
+    c->state = CS_CLOSED;
+    if (!c->in_run) conn_run(c);
 }

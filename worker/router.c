@@ -85,27 +85,55 @@ static int method_matches(const struct route *r, int method)
     return r->method == HTTP_GET && method == HTTP_HEAD;
 }
 
+/* Call r's handler for req (parameters kept, admin rows checked). */
+static void route_call(struct http_request *req, const struct route *r)
+{
+    router_match(r->pattern, req->path, req); /* again, now keeping the parameters */
+    req->route_flags = r->flags;
+    if ((r->flags & ROUTE_ADMIN) && !http_is_admin(req)) {
+        resp_error(req, 403, "FORBIDDEN",
+                   "%s is an admin endpoint: call it from loopback or send "
+                   "'Authorization: Bearer <auth.admin_token>'",
+                   req->path);
+        return;
+    }
+    r->handler(req);
+}
+
+/* Ordinary rows first; ROUTE_FALLBACK rows only when no ordinary row matched
+ * the path at all (whatever the method). */
+const struct route *router_lookup(const struct http_request *req)
+{
+    int path_seen = 0;
+    for (size_t i = 0; i < route_count; i++) {
+        const struct route *r = &route_table[i];
+        if ((r->flags & ROUTE_FALLBACK) || !router_match(r->pattern, req->path, NULL)) continue;
+        path_seen = 1;
+        if (method_matches(r, req->method)) return r;
+    }
+    if (path_seen) return NULL;
+    for (size_t i = 0; i < route_count; i++) {
+        const struct route *r = &route_table[i];
+        if ((r->flags & ROUTE_FALLBACK) && method_matches(r, req->method) &&
+            router_match(r->pattern, req->path, NULL))
+            return r;
+    }
+    return NULL;
+}
+
 void router_dispatch(struct http_request *req)
 {
     uint64_t allow = 0;
     for (size_t i = 0; i < route_count; i++) {
         const struct route *r = &route_table[i];
+        if (r->flags & ROUTE_FALLBACK) continue;
         if (!router_match(r->pattern, req->path, NULL)) continue;
         if (!method_matches(r, req->method)) {
             if (r->method >= 0 && r->method < 64) allow |= (uint64_t)1 << r->method;
             if (r->method == HTTP_GET) allow |= (uint64_t)1 << HTTP_HEAD;
             continue;
         }
-        router_match(r->pattern, req->path, req); /* again, now keeping the parameters */
-        req->route_flags = r->flags;
-        if ((r->flags & ROUTE_ADMIN) && !http_is_admin(req)) {
-            resp_error(req, 403, "FORBIDDEN",
-                       "%s is an admin endpoint: call it from loopback or send "
-                       "'Authorization: Bearer <auth.admin_token>'",
-                       req->path);
-            return;
-        }
-        r->handler(req);
+        route_call(req, r);
         return;
     }
     if (allow) {
@@ -120,6 +148,11 @@ void router_dispatch(struct http_request *req)
         resp_error(req, 405, "METHOD_NOT_ALLOWED", "%s is not allowed on %s; allowed: %s",
                    req->method_str, req->path, list.data ? list.data : "");
         buf_free(&list);
+        return;
+    }
+    const struct route *fb = router_lookup(req); /* a ROUTE_FALLBACK row, if any */
+    if (fb) {
+        route_call(req, fb);
         return;
     }
     resp_error(req, 404, "NOT_FOUND", "no route for %s %s", req->method_str, req->path);

@@ -20,6 +20,12 @@
 
 enum route_flags {
     ROUTE_ADMIN = 1 << 0, /* loopback peer or admin bearer token, else 403 */
+    /* Dispatched at the end of the request head, body unread: the handler streams
+     * it through a connection takeover (http_conn.h), e.g. the reverse proxy. */
+    ROUTE_STREAM = 1 << 1,
+    /* Tried only when no ordinary row matches the path (so 404/405 of svcd's own
+     * endpoints stay exact): catch-alls such as proxy.routes prefixes. */
+    ROUTE_FALLBACK = 1 << 2,
 };
 
 /* A handler answers through response.h, now or later (asynchronously). */
@@ -38,6 +44,10 @@ extern const size_t route_count;
 
 /* Find the route for req (404/405/403 answered here) and call its handler. */
 void router_dispatch(struct http_request *req);
+
+/* The row router_dispatch would call for req (method and path), or NULL when it
+ * would answer 404/405 itself. No side effect on req. */
+const struct route *router_lookup(const struct http_request *req);
 
 /* Does `path` match `pattern`? On a match, and when `req` is not NULL, its
  * parameters are stored in req->params. */

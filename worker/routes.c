@@ -15,6 +15,12 @@ const struct route route_table[] = {
     {HTTP_GET, "/api/health", handle_api_health, 0},
     {HTTP_GET, "/api/health/detailed", handle_api_health_detailed, ROUTE_ADMIN},
     {HTTP_GET, "/metrics", handle_metrics, ROUTE_ADMIN},
+
+    /* seat booking (SPEC §5) */
+    {HTTP_POST, "/api/events", handle_event_create, ROUTE_ADMIN},
+    {HTTP_GET, "/api/events/:id/seats", handle_event_seats, 0},
+    {HTTP_POST, "/api/seats/book", handle_book, 0},
+    {HTTP_GET, "/api/seats/booking-status/:jobId", handle_booking_status, 0},
 };
 
 const size_t route_count = sizeof(route_table) / sizeof(route_table[0]);

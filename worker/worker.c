@@ -9,6 +9,7 @@
  * Nothing here blocks: a worker that stops turning its loop gets killed.
  */
 #include "worker.h"
+#include "store_pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #define ACCEPT_BATCH   64  /* accepts per wakeup: fairness between workers and conns */
 #define ACCEPT_RETRY_S 0.1 /* after EMFILE/ENFILE: let connections close first */
 #define HEARTBEAT_S    1.0
+#define STORE_THREADS  2    /* storage request threads per worker (plus the job processor) */
 #define IPC_FRAME_CAP  4096 /* frames this worker reads are tiny; larger ones are dropped */
 
 static void set_state(struct worker_ctx *w, enum sb_state st)
@@ -305,6 +307,16 @@ int worker_main(const struct worker_args *a)
         ev_io_init(&w->accept_io[i], on_accept, w->listen_fds[i], EV_READ);
         w->accept_io[i].data = w;
     }
+    /* Storage threads and the booking job processor, opened in this process (a
+     * database handle never crosses fork). An unreachable database is not an
+     * error here: the pool reconnects in the background. */
+    char serr[512];
+    w->pool = store_pool_start(w, STORE_THREADS, serr, sizeof(serr));
+    if (!w->pool)
+        log_error("storage unavailable in this worker: %s; storage-backed endpoints answer "
+                  "503 DB_UNAVAILABLE",
+                  serr);
+
     accept_start(w);
     set_state(w, SB_READY);
     log_debug("worker %d (generation %d) ready on %d listener(s)", w->index, w->generation,
@@ -314,6 +326,8 @@ int worker_main(const struct worker_args *a)
 
     /* Drained (or the loop ran out of watchers): release everything. */
     http_conn_close_all(w);
+    store_pool_stop(w->pool); /* running jobs finish or stay leased for a retry */
+    w->pool = NULL;
     accept_stop(w);
     ev_timer_stop(w->loop, &w->accept_retry);
     ev_timer_stop(w->loop, &w->heartbeat);

@@ -19,6 +19,9 @@
 #include "../common/scoreboard.h"
 
 struct http_conn;
+struct store_pool;
+struct proxy_ctx;
+struct preview_ctx;
 
 struct worker_ctx {
     const struct svcd_config *cfg;
@@ -41,10 +44,17 @@ struct worker_ctx {
     ev_signal sig_term, sig_usr1;
     ev_timer heartbeat;
 
+    struct store_pool *pool; /* storage threads + job processor; NULL if none */
+
     /* connections */
     struct http_conn *conns; /* doubly-linked list of every open connection */
     size_t nconns;
     int draining; /* SIGTERM seen: stop accepting, answer "Connection: close" */
+
+    /* reverse proxy (proxy.c: upstream pool, exchanges, tunnels) and the local copy
+     * of the coordinator's preview registry (preview.c) */
+    struct proxy_ctx *proxy;
+    struct preview_ctx *preview;
 
     /* cached IMF-fixdate for the Date header, refreshed once per second */
     time_t date_sec;
