@@ -11,7 +11,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
              -fno-strict-aliasing -DSVCD_VERSION='"$(VERSION)"' \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS    := -lev -lhttp_parser $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+LDLIBS    := -lev -lhttp_parser -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
 ifeq ($(SAN),1)
 B         := build-asan
@@ -72,8 +72,10 @@ integration: all
 test:
 	bash scripts/deps.sh --test
 	$(MAKE) all unit
+	bash test/store/run.sh
 	$(MAKE) integration
 	$(MAKE) SAN=1 all unit
+	SAN=1 bash test/store/run.sh
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:log_path=$(CURDIR)/build-asan/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/build-asan/ubsan \
 	  $(MAKE) SAN=1 integration

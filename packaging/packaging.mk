@@ -47,7 +47,9 @@ $(PKG_DEB): $(PKG_INPUTS)
 	cp packaging/svcd.init $(PKG_STAGE)/debian/svcd.init
 	cp packaging/svcd.logrotate $(PKG_STAGE)/debian/svcd.logrotate
 	cp packaging/svcd.default $(PKG_STAGE)/debian/svcd.default
-	cd $(PKG_STAGE) && dpkg-buildpackage -us -uc -b
+	# A release build whatever the caller's make variables (e.g. `make SAN=1 test`
+	# runs this from its ASan pass): drop inherited MAKEFLAGS and SAN.
+	cd $(PKG_STAGE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u SAN dpkg-buildpackage -us -uc -b
 	cp build/deb/svcd_$(PKG_VERSION)_$(PKG_ARCH).deb $@
 	@echo "deb: $@"
 

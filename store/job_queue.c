@@ -30,7 +30,7 @@ struct job_queue {
     struct job_queue_config cfg;
     char worker_id[64];
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* processors wait here (notify, stop) */
+    pthread_cond_t cv;       /* processors wait here (notify, stop) */
     pthread_cond_t renew_cv; /* the renewer waits here (stop) */
     bool stopping;
     unsigned pending_notify;

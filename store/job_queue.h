@@ -22,10 +22,10 @@ struct job_queue;
 
 struct job_queue_config {
     struct store *store;
-    const char *worker_id;  /* recorded in leases for diagnosis, e.g. "host:pid" */
-    int threads;            /* processors; 1..64 (default 2) */
-    uint64_t lease_ms;      /* default 30000 */
-    uint64_t poll_ms;       /* idle wait between lease attempts; default 250 */
+    const char *worker_id;   /* recorded in leases for diagnosis, e.g. "host:pid" */
+    int threads;             /* processors; 1..64 (default 2) */
+    uint64_t lease_ms;       /* default 30000 */
+    uint64_t poll_ms;        /* idle wait between lease attempts; default 250 */
     uint64_t max_backoff_ms; /* wait after STORE_UNAVAILABLE doubles up to this; default 5000 */
     /* Called on a processor thread for every job this pump decided (once per job
      * across all pumps: use it to push `booking:update`). May be NULL. */
@@ -62,7 +62,6 @@ void job_queue_get_stats(struct job_queue *q, struct job_queue_stats *out);
  * final state and *decided_here says whether this call decided it.
  */
 enum store_rc job_queue_run_one(struct store *s, const char *worker_id, uint64_t lease_ms,
-                                struct store_job *job, bool *decided_here,
-                                struct store_err *err);
+                                struct store_job *job, bool *decided_here, struct store_err *err);
 
 #endif

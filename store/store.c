@@ -80,8 +80,8 @@ void store_taken_message(char *out, size_t outlen, const char *const *taken, int
             snprintf(out + len, outlen - len, "and %d more", ntaken - i);
             return;
         }
-        len += (size_t)snprintf(out + len, outlen - len, "%s%s", taken[i],
-                                i + 1 < ntaken ? ", " : "");
+        len +=
+            (size_t)snprintf(out + len, outlen - len, "%s%s", taken[i], i + 1 < ntaken ? ", " : "");
     }
 }
 
@@ -99,12 +99,18 @@ void store_fault_kill(const char *point)
 const char *store_rc_name(enum store_rc rc)
 {
     switch (rc) {
-    case STORE_OK: return "OK";
-    case STORE_NOT_FOUND: return "NOT_FOUND";
-    case STORE_BAD_INPUT: return "BAD_INPUT";
-    case STORE_CONFLICT: return "CONFLICT";
-    case STORE_UNAVAILABLE: return "DB_UNAVAILABLE";
-    case STORE_INTERNAL: return "INTERNAL";
+    case STORE_OK:
+        return "OK";
+    case STORE_NOT_FOUND:
+        return "NOT_FOUND";
+    case STORE_BAD_INPUT:
+        return "BAD_INPUT";
+    case STORE_CONFLICT:
+        return "CONFLICT";
+    case STORE_UNAVAILABLE:
+        return "DB_UNAVAILABLE";
+    case STORE_INTERNAL:
+        return "INTERNAL";
     }
     return "INTERNAL";
 }
@@ -112,10 +118,14 @@ const char *store_rc_name(enum store_rc rc)
 const char *store_job_status_name(enum store_job_status st)
 {
     switch (st) {
-    case STORE_JOB_QUEUED: return "queued";
-    case STORE_JOB_PROCESSING: return "processing";
-    case STORE_JOB_SUCCESS: return "success";
-    case STORE_JOB_FAILED: return "failed";
+    case STORE_JOB_QUEUED:
+        return "queued";
+    case STORE_JOB_PROCESSING:
+        return "processing";
+    case STORE_JOB_SUCCESS:
+        return "success";
+    case STORE_JOB_FAILED:
+        return "failed";
     }
     return "queued";
 }
@@ -253,8 +263,8 @@ enum store_rc store_event_get(struct store *s, const char *event_id, struct stor
     return s->ops->event_get(s, id, out, err);
 }
 
-enum store_rc store_event_seats(struct store *s, const char *event_id, store_seat_cb cb,
-                                void *arg, struct store_err *err)
+enum store_rc store_event_seats(struct store *s, const char *event_id, store_seat_cb cb, void *arg,
+                                struct store_err *err)
 {
     if (!id_ok(event_id))
         return store_fail(err, STORE_NOT_FOUND, "event '%.40s' not found",
@@ -286,8 +296,7 @@ enum store_rc store_job_submit(struct store *s, const char *user, const char *ev
     store_new_id(job->id);
     snprintf(job->user, sizeof job->user, "%s", user);
     snprintf(job->event_id, sizeof job->event_id, "%s", event_id);
-    for (int i = 0; i < nseats; i++)
-        snprintf(job->seats[i], sizeof job->seats[i], "%s", seats[i]);
+    for (int i = 0; i < nseats; i++) snprintf(job->seats[i], sizeof job->seats[i], "%s", seats[i]);
     job->nseats = nseats;
     job->status = STORE_JOB_QUEUED;
     job->created_at = store_now_ms();
@@ -324,8 +333,7 @@ enum store_rc store_job_renew(struct store *s, struct store_job *job, uint64_t l
     return s->ops->job_renew(s, job, lease_ms, err);
 }
 
-enum store_rc store_job_release(struct store *s, const struct store_job *job,
-                                struct store_err *err)
+enum store_rc store_job_release(struct store *s, const struct store_job *job, struct store_err *err)
 {
     return s->ops->job_release(s, job, err);
 }

@@ -72,8 +72,8 @@ enum store_rc store_event_get(struct store *s, const char *event_id, struct stor
 /* Every seat of the event in creation order, booked or available. A seat counts as
  * booked while it is held by a successful job or by a job being processed right now.
  * STORE_NOT_FOUND for an unknown event. */
-enum store_rc store_event_seats(struct store *s, const char *event_id, store_seat_cb cb,
-                                void *arg, struct store_err *err);
+enum store_rc store_event_seats(struct store *s, const char *event_id, store_seat_cb cb, void *arg,
+                                struct store_err *err);
 
 /* --- booking jobs ------------------------------------------------------------------ */
 

@@ -24,8 +24,8 @@ struct store_ops {
                                   struct store_err *err);
     enum store_rc (*event_get)(struct store *s, const char *event_id, struct store_event *out,
                                struct store_err *err);
-    enum store_rc (*event_seats)(struct store *s, const char *event_id, store_seat_cb cb,
-                                 void *arg, struct store_err *err);
+    enum store_rc (*event_seats)(struct store *s, const char *event_id, store_seat_cb cb, void *arg,
+                                 struct store_err *err);
 
     /* `job` arrives filled (new id, user, event, seats, created_at, status queued). */
     enum store_rc (*job_submit)(struct store *s, struct store_job *job, const char *idem_key,

@@ -16,7 +16,9 @@
  *
  *  - seat claim: collection `claims`, one document per (event, seat, job), unique
  *    index {eventId, seat}. Whoever inserts the claim holds the seat. A job claims its
- *    seats with one ordered insertMany; on E11000 it looks at the holder.
+ *    seats in sorted order with one ordered insertMany; on E11000 it looks at the
+ *    holder: a successful job means "taken"; a job still being processed is waited
+ *    for (no deadlock: see claim_seats), or finished here if its processor died.
  *  - decision: collection `results`, _id = job id. The first processor to insert a
  *    job's result decides it (success only if it holds every seat at that moment);
  *    every other processor of the same job reads that result. So a job is decided
@@ -33,6 +35,10 @@
  * it (by its own _id, which names that job, so a delete never hits a live claim).
  * kill -9 anywhere leaves at worst claims of an undecided job; its lease expires, a
  * processor re-runs it, finds its own claims (holder = itself), and decides.
+ *
+ * Real MongoDB runs the same queries unchanged (only insert, delete, find and
+ * hint updates are used); FerretDB gaps met: no `endSessions` (a pool shutdown
+ * warning, silenced below) and non-atomic updates (avoided as above).
  *
  * The `state`/`leaseUntil` fields of a job document are only a hint that lets the
  * lease query use an index; a lost update of the hint (FerretDB) makes a job look
@@ -80,7 +86,7 @@ struct mongo_store {
  * command (harmless: the server side has no sessions to end).
  */
 static void log_to_stderr(mongoc_log_level_t level, const char *domain, const char *message,
-                       void *arg)
+                          void *arg)
 {
     if (level > MONGOC_LOG_LEVEL_WARNING) return;
     if (strstr(message, "endSessions")) return;
@@ -170,14 +176,23 @@ static void probe_reason(const char *host, uint16_t port, const bson_error_t *e,
     freeaddrinfo(ai);
     switch (so) {
     case 0:
-        snprintf(out, outlen, "the port accepts connections but does not answer as MongoDB (%.300s)",
+        snprintf(out, outlen,
+                 "the port accepts connections but does not answer as MongoDB (%.300s)",
                  e->message);
         break;
-    case ECONNREFUSED: snprintf(out, outlen, "connection refused"); break;
-    case ETIMEDOUT: snprintf(out, outlen, "connection timed out"); break;
+    case ECONNREFUSED:
+        snprintf(out, outlen, "connection refused");
+        break;
+    case ETIMEDOUT:
+        snprintf(out, outlen, "connection timed out");
+        break;
     case EHOSTUNREACH:
-    case ENETUNREACH: snprintf(out, outlen, "host unreachable (%s)", strerror(so)); break;
-    default: snprintf(out, outlen, "%s", strerror(so)); break;
+    case ENETUNREACH:
+        snprintf(out, outlen, "host unreachable (%s)", strerror(so));
+        break;
+    default:
+        snprintf(out, outlen, "%s", strerror(so));
+        break;
     }
 }
 
@@ -206,8 +221,8 @@ static enum store_rc mongo_fail(struct mongo_store *ms, const bson_error_t *e, c
                                 struct store_err *err)
 {
     if (error_unavailable(e))
-        return store_fail(err, STORE_UNAVAILABLE, "MongoDB at %s is unavailable (%s): %s",
-                          ms->host, what, reason_of(e));
+        return store_fail(err, STORE_UNAVAILABLE, "MongoDB at %s is unavailable (%s): %s", ms->host,
+                          what, reason_of(e));
     return store_fail(err, STORE_INTERNAL, "MongoDB error at %s (%s): %s", ms->host, what,
                       e->message);
 }
@@ -224,10 +239,14 @@ static int64_t get_i64(const bson_t *doc, const char *key)
     bson_iter_t it;
     if (!bson_iter_init_find(&it, doc, key)) return 0;
     switch (bson_iter_type(&it)) {
-    case BSON_TYPE_INT32: return bson_iter_int32(&it);
-    case BSON_TYPE_INT64: return bson_iter_int64(&it);
-    case BSON_TYPE_DOUBLE: return (int64_t)bson_iter_double(&it);
-    default: return 0;
+    case BSON_TYPE_INT32:
+        return bson_iter_int32(&it);
+    case BSON_TYPE_INT64:
+        return bson_iter_int64(&it);
+    case BSON_TYPE_DOUBLE:
+        return (int64_t)bson_iter_double(&it);
+    default:
+        return 0;
     }
 }
 
@@ -388,8 +407,8 @@ static bool create_index(struct mcall *c, const char *collection, const bson_t *
         if (c->rc == STORE_OK) {
             enum store_rc r = mongo_fail(c->ms, &e, "createIndexes", c->err);
             if (r == STORE_INTERNAL)
-                store_fail(c->err, r, "cannot create index %s on %s.%s at %s: %s", name,
-                           c->ms->db, collection, c->ms->host, e.message);
+                store_fail(c->err, r, "cannot create index %s on %s.%s at %s: %s", name, c->ms->db,
+                           collection, c->ms->host, e.message);
             c->rc = r;
         }
     }
@@ -440,8 +459,7 @@ static void mg_close(struct store *s)
     free(ms);
 }
 
-static enum store_rc ping_client(struct mongo_store *ms, mongoc_client_t *cl,
-                                 struct store_err *err)
+static enum store_rc ping_client(struct mongo_store *ms, mongoc_client_t *cl, struct store_err *err)
 {
     bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_error_t e;
@@ -455,8 +473,8 @@ static enum store_rc ping_client(struct mongo_store *ms, mongoc_client_t *cl,
             probe_reason(h->host, h->port, &e, reason, sizeof reason);
         else
             snprintf(reason, sizeof reason, "%s", reason_of(&e));
-        return store_fail(err, STORE_UNAVAILABLE, "cannot connect to MongoDB at %s: %s",
-                          ms->host, reason);
+        return store_fail(err, STORE_UNAVAILABLE, "cannot connect to MongoDB at %s: %s", ms->host,
+                          reason);
     }
     return mongo_fail(ms, &e, "ping", err);
 }
@@ -797,8 +815,7 @@ static enum store_rc mg_job_submit(struct store *s, struct store_job *job, const
     else
         snprintf(idem, sizeof idem, "j:%s", job->id);
     bool found = false;
-    if (idem_key && (!idem_lookup(&c, idem, idem_key, job, &found) || found))
-        return mcall_end(&c);
+    if (idem_key && (!idem_lookup(&c, idem, idem_key, job, &found) || found)) return mcall_end(&c);
 
     /* the event and every seat must exist */
     bson_t ev;
@@ -850,8 +867,10 @@ static enum store_rc mg_job_submit(struct store *s, struct store_job *job, const
     } else if (r == 0 && idem_key) {
         /* a concurrent submit with the same key won the unique index: return its job */
         if (idem_lookup(&c, idem, idem_key, job, &found) && !found)
-            c.rc = store_fail(err, STORE_INTERNAL, "Idempotency-Key '%.64s' collided but no "
-                              "job holds it; retry", idem_key);
+            c.rc = store_fail(err, STORE_INTERNAL,
+                              "Idempotency-Key '%.64s' collided but no "
+                              "job holds it; retry",
+                              idem_key);
     } else if (r == 0) {
         c.rc = store_fail(err, STORE_INTERNAL, "job id %s collided; retry", job->id);
     }
@@ -941,7 +960,8 @@ static int cmp_strp(const void *a, const void *b)
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR) {}
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
 }
 
 static bool complete_job(struct mcall *c, struct store_job *job, int depth, bool *decided_here);
@@ -994,8 +1014,8 @@ static bool claim_seats(struct mcall *c, const struct store_job *job, int depth,
         bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
         bson_t reply;
         bson_error_t e;
-        bool ok = mongoc_collection_insert_many(col, (const bson_t **)docs, (size_t)n, opts,
-                                                &reply, &e);
+        bool ok =
+            mongoc_collection_insert_many(col, (const bson_t **)docs, (size_t)n, opts, &reply, &e);
         for (int j = 0; j < n; j++) bson_destroy(docs[j]);
         bson_destroy(opts);
         if (ok) {
@@ -1020,8 +1040,7 @@ static bool claim_seats(struct mcall *c, const struct store_job *job, int depth,
         }
         i += at;
         /* who holds seat order[i]? */
-        bson_t *filter = BCON_NEW("eventId", BCON_UTF8(job->event_id), "seat",
-                                  BCON_UTF8(order[i]));
+        bson_t *filter = BCON_NEW("eventId", BCON_UTF8(job->event_id), "seat", BCON_UTF8(order[i]));
         bson_t claim;
         bool held = find_one(c, "claims", filter, NULL, &claim);
         bson_destroy(filter);
@@ -1075,7 +1094,8 @@ static bool claim_seats(struct mcall *c, const struct store_job *job, int depth,
         struct holder key;
         snprintf(key.seat, sizeof key.seat, "%s", job->seats[k]);
         struct holder *hit = nh ? bsearch(&key, h, nh, sizeof *h, cmp_holder) : NULL;
-        if (hit && hit->status == 1 && strcmp(hit->job, job->id)) taken[(*ntaken)++] = job->seats[k];
+        if (hit && hit->status == 1 && strcmp(hit->job, job->id))
+            taken[(*ntaken)++] = job->seats[k];
     }
     free(h);
     if (*ntaken == 0) taken[(*ntaken)++] = order[i]; /* its holder succeeded: keep that one */
@@ -1134,9 +1154,9 @@ static enum store_rc mg_job_lease(struct store *s, const char *worker_id, uint64
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "leaseUntil", &lf);
     BSON_APPEND_INT64(&lf, "$lte", now);
     bson_append_document_end(&filter, &lf);
-    bson_t *opts = BCON_NEW("sort", "{", "createdAt", BCON_INT32(1), "_id", BCON_INT32(1), "}",
-                            "limit", BCON_INT64(LEASE_CANDIDATES), "projection", "{", "_id",
-                            BCON_INT32(1), "}");
+    bson_t *opts =
+        BCON_NEW("sort", "{", "createdAt", BCON_INT32(1), "_id", BCON_INT32(1), "}", "limit",
+                 BCON_INT64(LEASE_CANDIDATES), "projection", "{", "_id", BCON_INT32(1), "}");
     mongoc_collection_t *col = coll(&c, "jobs");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(col, &filter, opts, NULL);
     char ids[LEASE_CANDIDATES][STORE_ID_LEN];
@@ -1300,24 +1320,24 @@ static enum store_rc mg_messages(struct store *s, const char *room, const char *
         bson_destroy(&b);
         /* strictly older: ts < bts, or same ts and smaller id */
         bson_t or, o0, o1, t0, t1, i1;
-        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
-        BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &o0);
+        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &o0);
         BSON_APPEND_DOCUMENT_BEGIN(&o0, "ts", &t0);
         BSON_APPEND_INT64(&t0, "$lt", bts);
         bson_append_document_end(&o0, &t0);
-        bson_append_document_end(&or, &o0);
-        BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &o1);
+        bson_append_document_end(& or, &o0);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "1", &o1);
         BSON_APPEND_DOCUMENT_BEGIN(&o1, "ts", &t1);
         BSON_APPEND_INT64(&t1, "$eq", bts);
         bson_append_document_end(&o1, &t1);
         BSON_APPEND_DOCUMENT_BEGIN(&o1, "_id", &i1);
         BSON_APPEND_UTF8(&i1, "$lt", before);
         bson_append_document_end(&o1, &i1);
-        bson_append_document_end(&or, &o1);
-        bson_append_array_end(&filter, &or);
+        bson_append_document_end(& or, &o1);
+        bson_append_array_end(&filter, & or);
     }
-    bson_t *opts = BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "_id", BCON_INT32(-1), "}",
-                            "limit", BCON_INT64(limit));
+    bson_t *opts = BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "_id", BCON_INT32(-1), "}", "limit",
+                            BCON_INT64(limit));
     mongoc_collection_t *col = coll(&c, "messages");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(col, &filter, opts, NULL);
     bson_t **page = calloc((size_t)limit, sizeof *page);
@@ -1369,14 +1389,14 @@ static const struct store_ops mongo_ops = {
     .messages = mg_messages,
 };
 
-struct store *store_mongo_open(const struct svcd_config *cfg, unsigned flags,
-                               struct store_err *err)
+struct store *store_mongo_open(const struct svcd_config *cfg, unsigned flags, struct store_err *err)
 {
     pthread_once(&mongoc_once, mongoc_init_once);
     char shown[1024];
     config_redact_uri(cfg->storage.uri, shown, sizeof shown);
     if (!cfg->storage.uri[0]) {
-        store_fail(err, STORE_BAD_INPUT, "storage.uri is empty; set it (or MONGODB_URI) to e.g. "
+        store_fail(err, STORE_BAD_INPUT,
+                   "storage.uri is empty; set it (or MONGODB_URI) to e.g. "
                    "mongodb://127.0.0.1:27017/svcd");
         return NULL;
     }
@@ -1405,8 +1425,7 @@ struct store *store_mongo_open(const struct svcd_config *cfg, unsigned flags,
     /* Requests must fail fast (503) rather than hang when the server is gone; a URI
      * that sets these itself wins. Retryable writes: on by default, kept explicit. */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       SELECT_TIMEOUT_MS);
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, SELECT_TIMEOUT_MS);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, CONNECT_TIMEOUT_MS);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_RETRYWRITES))

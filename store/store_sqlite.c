@@ -87,7 +87,7 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS messages_room ON messages(room, id);";
 
 #define JOB_COLS                                                                                   \
-    "id, user, event_id, seats, status, error_code, error_message, created_at, finished_at, "     \
+    "id, user, event_id, seats, status, error_code, error_message, created_at, finished_at, "      \
     "attempt, lease_until, lease_owner"
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -152,9 +152,8 @@ static enum store_rc open_conn(struct sqlite_store *ss, sqlite3 **out, struct st
         return store_fail(err, STORE_UNAVAILABLE,
                           "cannot open SQLite database at %s: cannot create its directory: %s",
                           ss->path, strerror(errno));
-    int rc = sqlite3_open_v2(ss->path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        ss->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         store_fail(err, STORE_UNAVAILABLE, "cannot open SQLite database at %s: %s", ss->path,
                    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -751,8 +750,10 @@ static enum store_rc sq_job_complete(struct store *s, struct store_job *job, boo
             bind_text(st, 4, cur.seats[i]);
             bind_text(st, 5, cur.id);
             if (step_done(&c, st, "book seat") && sqlite3_changes(c.db) != 1)
-                c.rc = store_fail(err, STORE_INTERNAL, "seat %s of event %s changed under a "
-                                  "write lock; nothing was booked", cur.seats[i], cur.event_id);
+                c.rc = store_fail(err, STORE_INTERNAL,
+                                  "seat %s of event %s changed under a "
+                                  "write lock; nothing was booked",
+                                  cur.seats[i], cur.event_id);
         }
         sqlite3_finalize(st);
         store_fault_kill("sqlite-complete-before-commit");
@@ -814,8 +815,10 @@ static enum store_rc sq_messages(struct store *s, const char *room, const char *
         errno = 0;
         before_id = strtoll(before, &end, 10);
         if (errno || *end || before_id <= 0)
-            return store_fail(err, STORE_BAD_INPUT, "before='%.40s' is not a message id of room "
-                              "'%.60s'", before, room);
+            return store_fail(err, STORE_BAD_INPUT,
+                              "before='%.40s' is not a message id of room "
+                              "'%.60s'",
+                              before, room);
     }
     struct call c;
     if (!call_begin(&c, (struct sqlite_store *)s, err)) return c.rc;
@@ -887,7 +890,8 @@ struct store *store_sqlite_open(const struct svcd_config *cfg, unsigned flags,
                                 struct store_err *err)
 {
     if (!cfg->storage.path[0]) {
-        store_fail(err, STORE_BAD_INPUT, "storage.path is empty; set it to the SQLite file, "
+        store_fail(err, STORE_BAD_INPUT,
+                   "storage.path is empty; set it to the SQLite file, "
                    "e.g. var/svcd.db");
         return NULL;
     }

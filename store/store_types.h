@@ -14,16 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_ID_LEN          40   /* job, event and message ids, NUL included */
-#define STORE_SEAT_LEN        32   /* a seat label: 1..31 of [A-Za-z0-9._-] */
-#define STORE_USER_LEN        128  /* user id (JWT sub/userId): 1..127 bytes */
-#define STORE_ROOM_LEN        128  /* chat room name: 1..127 bytes */
-#define STORE_KEY_LEN         256  /* Idempotency-Key: 1..255 printable ASCII */
-#define STORE_NAME_LEN        256  /* event name: 1..255 bytes */
-#define STORE_JOB_MAX_SEATS   64   /* seats one booking may ask for */
-#define STORE_EVENT_MAX_SEATS 10000
-#define STORE_JOB_MAX_ATTEMPTS 5   /* leases of one job before it fails for good */
-#define STORE_MESSAGE_MAX     (1024 * 1024) /* bytes of one chat message */
+#define STORE_ID_LEN            40  /* job, event and message ids, NUL included */
+#define STORE_SEAT_LEN          32  /* a seat label: 1..31 of [A-Za-z0-9._-] */
+#define STORE_USER_LEN          128 /* user id (JWT sub/userId): 1..127 bytes */
+#define STORE_ROOM_LEN          128 /* chat room name: 1..127 bytes */
+#define STORE_KEY_LEN           256 /* Idempotency-Key: 1..255 printable ASCII */
+#define STORE_NAME_LEN          256 /* event name: 1..255 bytes */
+#define STORE_JOB_MAX_SEATS     64  /* seats one booking may ask for */
+#define STORE_EVENT_MAX_SEATS   10000
+#define STORE_JOB_MAX_ATTEMPTS  5             /* leases of one job before it fails for good */
+#define STORE_MESSAGE_MAX       (1024 * 1024) /* bytes of one chat message */
 #define STORE_MESSAGES_MAX_PAGE 500
 
 /*
@@ -53,10 +53,10 @@ struct store_err {
 };
 
 enum store_job_status {
-    STORE_JOB_QUEUED = 0,     /* accepted, waiting for a processor (or for a retry) */
-    STORE_JOB_PROCESSING,     /* a processor holds a live lease on it */
-    STORE_JOB_SUCCESS,        /* every seat booked by this job */
-    STORE_JOB_FAILED,         /* no seat booked by this job; error_* says why */
+    STORE_JOB_QUEUED = 0, /* accepted, waiting for a processor (or for a retry) */
+    STORE_JOB_PROCESSING, /* a processor holds a live lease on it */
+    STORE_JOB_SUCCESS,    /* every seat booked by this job */
+    STORE_JOB_FAILED,     /* no seat booked by this job; error_* says why */
 };
 
 /* A booking job as the status endpoint shows it, plus the lease fields the
@@ -100,12 +100,12 @@ struct store_message {
 
 /* For /api/health/detailed: never a password (URIs go through config_redact_uri). */
 struct store_info {
-    char driver[16];  /* "sqlite" | "mongodb" */
-    char target[1024]; /* sqlite: the file path; mongodb: the URI, password redacted */
-    char host[256];   /* sqlite: "local file"; mongodb: first "host:port" of the URI */
+    char driver[16];    /* "sqlite" | "mongodb" */
+    char target[1024];  /* sqlite: the file path; mongodb: the URI, password redacted */
+    char host[256];     /* sqlite: "local file"; mongodb: first "host:port" of the URI */
     char database[128]; /* mongodb: database name; sqlite: "" */
-    int pool_max;     /* connections the store may open */
-    int pool_open;    /* connections open now (sqlite; mongodb reports pool_max) */
+    int pool_max;       /* connections the store may open */
+    int pool_open;      /* connections open now (sqlite; mongodb reports pool_max) */
 };
 
 /* Seat map callback: `job_id` is the booking job holding the seat, NULL when the
@@ -116,7 +116,8 @@ typedef int (*store_seat_cb)(void *arg, const char *seat, bool booked, const cha
 typedef int (*store_message_cb)(void *arg, const struct store_message *m);
 
 /* store_open flags */
-#define STORE_OPEN_LAZY 0x1 /* return a handle even if the database cannot be reached
-                             * now; calls answer STORE_UNAVAILABLE until it can */
+#define STORE_OPEN_LAZY                                                                            \
+    0x1 /* return a handle even if the database cannot be reached                                  \
+         * now; calls answer STORE_UNAVAILABLE until it can */
 
 #endif
