@@ -69,6 +69,20 @@ void scoreboard_record(struct sb_slot *s, int status, int64_t latency_us)
     __atomic_add_fetch(&s->lat_sum_us, (uint64_t)latency_us, __ATOMIC_RELAXED);
 }
 
+const char *scoreboard_role_name(int role)
+{
+    switch (role) {
+    case SB_WORKER:
+        return "worker";
+    case SB_COORDINATOR:
+        return "coordinator";
+    case SB_APP:
+        return "app";
+    default:
+        return "child";
+    }
+}
+
 int64_t now_mono_ms(void)
 {
     struct timespec ts;

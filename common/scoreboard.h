@@ -70,6 +70,9 @@ extern const int64_t scoreboard_lat_bounds_us[SB_LAT_BUCKETS];
 /* Record one finished request in `s` (the caller's own slot). */
 void scoreboard_record(struct sb_slot *s, int status, int64_t latency_us);
 
+/* "worker", "coordinator", "app", or "child". */
+const char *scoreboard_role_name(int role);
+
 int64_t now_mono_ms(void); /* CLOCK_MONOTONIC in ms */
 int64_t now_wall_ms(void); /* CLOCK_REALTIME in ms */
 

@@ -28,19 +28,6 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   30000
 
-static const char *role_name(int role)
-{
-    switch (role) {
-    case SB_WORKER:
-        return "worker";
-    case SB_COORDINATOR:
-        return "coordinator";
-    case SB_APP:
-        return "app";
-    default:
-        return "child";
-    }
-}
 
 static struct child *find_coordinator(struct master *m)
 {
@@ -98,7 +85,7 @@ static void child_log_role(struct child *c)
     if (c->role == SB_WORKER)
         snprintf(role, sizeof(role), "worker %d", c->index);
     else
-        snprintf(role, sizeof(role), "%s", role_name(c->role));
+        snprintf(role, sizeof(role), "%s", scoreboard_role_name(c->role));
     log_set_role(role);
 }
 
@@ -113,14 +100,14 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
     if (c->slot < 0) {
         c->slot = scoreboard_alloc(m->sb, c->role);
         if (c->slot < 0) {
-            log_error("scoreboard full: cannot start another %s", role_name(c->role));
+            log_error("scoreboard full: cannot start another %s", scoreboard_role_name(c->role));
             return -1;
         }
     }
     struct sb_slot *s = &m->sb->slot[c->slot];
     int chan[2];
     if (ipc_pair(chan) < 0) {
-        log_error("cannot create channel for %s: %s", role_name(c->role), strerror(errno));
+        log_error("cannot create channel for %s: %s", scoreboard_role_name(c->role), strerror(errno));
         return -1;
     }
     s->role = c->role;
@@ -136,7 +123,7 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("fork of %s failed: %s", role_name(c->role), strerror(errno));
+        log_error("fork of %s failed: %s", scoreboard_role_name(c->role), strerror(errno));
         close(chan[0]);
         close(chan[1]);
         return -1;
@@ -185,7 +172,7 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
     c->respawn_at = 0;
     c->kill_at = 0;
     c->started_mono = now_mono_ms();
-    log_info("started %s %d (pid %d, generation %d)", role_name(c->role), c->index, (int)pid,
+    log_info("started %s %d (pid %d, generation %d)", scoreboard_role_name(c->role), c->index, (int)pid,
              c->generation);
     return 0;
 }
@@ -282,6 +269,7 @@ static void describe_status(int status, char *out, size_t len)
 
 void children_on_exit(struct master *m, pid_t pid, int status)
 {
+    if (apps_on_exit(m, pid, status)) return; /* a managed app (apps.c) */
     struct child *c = NULL;
     for (int i = 0; i < MASTER_MAX_CHILDREN; i++)
         if (m->children[i].used && m->children[i].pid == pid) c = &m->children[i];
@@ -312,10 +300,10 @@ void children_on_exit(struct master *m, pid_t pid, int status)
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (expected) {
         if (clean)
-            log_info("%s %d (pid %d, generation %d) exited: %s", role_name(c->role), c->index,
+            log_info("%s %d (pid %d, generation %d) exited: %s", scoreboard_role_name(c->role), c->index,
                      (int)pid, c->generation, reason);
         else
-            log_warn("%s %d (pid %d, generation %d) exited while draining: %s", role_name(c->role),
+            log_warn("%s %d (pid %d, generation %d) exited while draining: %s", scoreboard_role_name(c->role),
                      c->index, (int)pid, c->generation, reason);
         free_child(m, c);
         return;
@@ -331,12 +319,12 @@ void children_on_exit(struct master *m, pid_t pid, int status)
         if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
     }
     if (delay == 0)
-        log_error("%s %d (pid %d) died: %s; respawning now (restart %d)", role_name(c->role),
+        log_error("%s %d (pid %d) died: %s; respawning now (restart %d)", scoreboard_role_name(c->role),
                   c->index, (int)pid, reason, c->restarts);
     else
         log_error("%s %d (pid %d) died: %s; crash loop (%d quick deaths in a row), respawning in "
                   "%lld ms",
-                  role_name(c->role), c->index, (int)pid, reason, c->crash_streak,
+                  scoreboard_role_name(c->role), c->index, (int)pid, reason, c->crash_streak,
                   (long long)delay);
     if (c->slot >= 0) m->sb->slot[c->slot].restarts = c->restarts;
     c->respawn_at = now + delay;
@@ -359,13 +347,13 @@ void children_tick(struct master *m)
         struct sb_slot *s = &m->sb->slot[c->slot];
         if (!c->ready && s->state == SB_READY) {
             c->ready = 1;
-            log_info("%s %d (pid %d) ready", role_name(c->role), c->index, (int)c->pid);
+            log_info("%s %d (pid %d) ready", scoreboard_role_name(c->role), c->index, (int)c->pid);
         }
         if (c->draining) {
             if (c->kill_at && now >= c->kill_at) {
                 log_warn("%s %d (pid %d) still draining after timeouts.shutdown with %lld "
                          "connection(s); killing it",
-                         role_name(c->role), c->index, (int)c->pid, (long long)s->connections);
+                         scoreboard_role_name(c->role), c->index, (int)c->pid, (long long)s->connections);
                 kill(c->pid, SIGKILL);
                 c->kill_at = 0;
             }
@@ -373,7 +361,7 @@ void children_tick(struct master *m)
         }
         if (!c->watchdog_killed && now - s->heartbeat_ms > hb_limit) {
             log_error("%s %d (pid %d) %s for %lld ms (timeouts.worker); killing and replacing it",
-                      role_name(c->role), c->index, (int)c->pid,
+                      scoreboard_role_name(c->role), c->index, (int)c->pid,
                       c->ready ? "missed its heart-beat" : "did not become ready",
                       (long long)(now - s->heartbeat_ms));
             c->watchdog_killed = 1;
@@ -448,7 +436,7 @@ void children_kill_all(struct master *m, struct buf *killed)
         if (!c->used || c->pid <= 0) continue;
         long long conns = c->slot >= 0 ? (long long)m->sb->slot[c->slot].connections : 0;
         buf_printf(killed, "%s%s %d (pid %d, %lld connection(s) open)", killed->len ? ", " : "",
-                   role_name(c->role), c->index, (int)c->pid, conns);
+                   scoreboard_role_name(c->role), c->index, (int)c->pid, conns);
         kill(c->pid, SIGKILL);
     }
 }
@@ -518,7 +506,7 @@ void children_status_json(struct master *m, struct buf *out)
         buf_printf(out,
                    "%s{\"role\":\"%s\",\"index\":%d,\"generation\":%d,\"pid\":%d,\"state\":\"%s\","
                    "\"uptime\":%.1f,\"restarts\":%d,\"last_exit\":",
-                   first ? "" : ",", role_name(c->role), c->index, c->generation, (int)c->pid,
+                   first ? "" : ",", scoreboard_role_name(c->role), c->index, c->generation, (int)c->pid,
                    state, up, c->restarts);
         buf_json_str(out, c->last_exit);
         buf_printf(out, ",\"rss\":%lld,\"cpu\":%.1f,\"connections\":%lld,\"requests\":%llu}", rss,
@@ -526,5 +514,6 @@ void children_status_json(struct master *m, struct buf *out)
                    s ? (unsigned long long)s->requests : 0ULL);
         first = 0;
     }
+    apps_status_json(m, out, first);
     buf_puts(out, "]");
 }

@@ -34,19 +34,6 @@ static void timestamp(char *out, size_t len)
     resp_iso8601(now_wall_ms(), out, len);
 }
 
-static const char *role_name(int role)
-{
-    switch (role) {
-    case SB_WORKER:
-        return "worker";
-    case SB_COORDINATOR:
-        return "coordinator";
-    case SB_APP:
-        return "app";
-    default:
-        return "unknown";
-    }
-}
 
 static const char *state_name(int state)
 {
@@ -193,7 +180,7 @@ void handle_api_health_detailed(struct http_request *req)
         buf_printf(b,
                    "%s{\"role\":\"%s\",\"index\":%d,\"generation\":%d,\"pid\":%d,\"state\":\"%s\","
                    "\"uptime\":%.3f,\"restarts\":%d,\"lastExit\":",
-                   first ? "" : ",", role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation),
+                   first ? "" : ",", scoreboard_role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation),
                    (int)LOAD(s->pid), state_name(LOAD(s->state)), up, (int)LOAD(s->restarts));
         buf_json_str(b, last_exit);
         if (role == SB_APP) {
@@ -275,7 +262,7 @@ void handle_metrics(struct http_request *req)
         int role = LOAD(s->role);
         if (role == SB_FREE) continue;
         buf_printf(b, "svcd_child_restarts_total{role=\"%s\",index=\"%d\",generation=\"%d\"} %d\n",
-                   role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation),
+                   scoreboard_role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation),
                    (int)LOAD(s->restarts));
     }
 
@@ -288,7 +275,7 @@ void handle_metrics(struct http_request *req)
         int state = LOAD(s->state);
         int pid = (int)LOAD(s->pid);
         buf_printf(b, "svcd_child_up{role=\"%s\",index=\"%d\",generation=\"%d\",pid=\"%d\"} %d\n",
-                   role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation), pid,
+                   scoreboard_role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation), pid,
                    pid > 0 && (state == SB_READY || state == SB_DRAINING) ? 1 : 0);
     }
 

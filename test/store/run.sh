@@ -16,20 +16,8 @@ BACKENDS="${STORE_BACKENDS:-sqlite mongodb}"
 if [ "${SAN:-0}" = 1 ]; then B="${B:-build-asan/store-test}"; else B="${B:-build/store-test}"; fi
 mkdir -p "$B"
 
-# Debian packages the build needs (the main deps script may not list them yet).
-need=()
-for p in libsqlite3-dev libmongoc-dev libbson-dev libcmocka-dev libyaml-dev libssl-dev \
-  libsystemd-dev libjansson-dev pkgconf; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "store-test: installing ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+# Debian packages the build needs: the one list in scripts/deps.sh.
+bash "$ROOT/scripts/deps.sh"
 
 PKGS="yaml-0.1 libsystemd openssl jansson sqlite3 libmongoc-1.0"
 CFLAGS="-O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -fno-strict-aliasing"
