@@ -129,6 +129,18 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    /* TLS keys are validated (files, key matches cert) but termination is not built
+     * yet: refuse rather than serve plain HTTP on a port the operator meant for TLS. */
+    for (int i = 0; i < cfg->nlisten; i++) {
+        if (!cfg->listen[i].tls) continue;
+        fprintf(stderr,
+                "svcd: %s: listen %s asks for TLS, which this version of svcd does not "
+                "terminate yet; terminate TLS in front of svcd (or remove tls:)\n",
+                cfg->path, cfg->listen[i].address);
+        free(cfg);
+        return 1;
+    }
+
     if (cfg->log.file[0]) {
         char dir[CONFIG_PATH_MAX];
         snprintf(dir, sizeof(dir), "%s", cfg->log.file);
