@@ -95,3 +95,5 @@ clean:
 
 -include $(SVCD_OBJ:.o=.d) $(SVC_OBJ:.o=.d)
 include packaging/packaging.mk
+-include test/fuzz/fuzz.mk
+include test/fuzz/fuzz_common.mk
