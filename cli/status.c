@@ -72,8 +72,12 @@ int status_render(const char *text, int as_json)
         human_uptime(json_number_value(json_object_get(c, "uptime")), cu, sizeof(cu));
         human_bytes((double)json_integer_value(json_object_get(c, "rss")), mem, sizeof(mem));
         const char *last = json_string_value(json_object_get(c, "last_exit"));
-        printf("%-12s %-4lld %-4lld %-8lld %-9s %-7s %-8lld %-9s %-5.1f%% %-6lld %s\n",
-               json_string_value(json_object_get(c, "role")),
+        /* managed apps show their name: "app:web" */
+        char role[64];
+        const char *name = json_string_value(json_object_get(c, "name"));
+        snprintf(role, sizeof(role), "%s%s%.40s", json_string_value(json_object_get(c, "role")),
+                 name ? ":" : "", name ? name : "");
+        printf("%-12s %-4lld %-4lld %-8lld %-9s %-7s %-8lld %-9s %-5.1f%% %-6lld %s\n", role,
                json_integer_value(json_object_get(c, "index")),
                json_integer_value(json_object_get(c, "generation")),
                json_integer_value(json_object_get(c, "pid")),

@@ -199,8 +199,7 @@ int main(int argc, char **argv)
         config_errors_free(&errs);
         if (!usable) return EXIT_CONFIG;
         if (strcmp(cmd, "reload") != 0)
-            fprintf(stderr, "svc: note: %s has errors; using run_dir %s\n", cfg_path,
-                    cfg.run_dir);
+            fprintf(stderr, "svc: note: %s has errors; using run_dir %s\n", cfg_path, cfg.run_dir);
     }
     config_errors_free(&errs);
 

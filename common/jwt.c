@@ -93,8 +93,7 @@ static int numeric_claim(json_t *claims, const char *name, int64_t *out)
     return -1;
 }
 
-enum jwt_rc jwt_verify(const char *token, size_t len, const char *secret, int64_t now_s,
-                       char *user)
+enum jwt_rc jwt_verify(const char *token, size_t len, const char *secret, int64_t now_s, char *user)
 {
     if (!secret || !*secret) return JWT_NO_SECRET;
     if (!token || len == 0 || len > JWT_MAX_LEN) return JWT_MALFORMED;
@@ -158,14 +157,22 @@ enum jwt_rc jwt_verify(const char *token, size_t len, const char *secret, int64_
 const char *jwt_reason(enum jwt_rc rc)
 {
     switch (rc) {
-    case JWT_OK: return "ok";
-    case JWT_MALFORMED: return "malformed token";
-    case JWT_BAD_ALG: return "token algorithm must be HS256";
-    case JWT_BAD_SIG: return "invalid token signature";
-    case JWT_EXPIRED: return "token expired";
-    case JWT_NOT_YET: return "token not valid yet";
-    case JWT_NO_SUBJECT: return "token has no usable sub or userId claim";
-    case JWT_NO_SECRET: return "server has no JWT secret configured";
+    case JWT_OK:
+        return "ok";
+    case JWT_MALFORMED:
+        return "malformed token";
+    case JWT_BAD_ALG:
+        return "token algorithm must be HS256";
+    case JWT_BAD_SIG:
+        return "invalid token signature";
+    case JWT_EXPIRED:
+        return "token expired";
+    case JWT_NOT_YET:
+        return "token not valid yet";
+    case JWT_NO_SUBJECT:
+        return "token has no usable sub or userId claim";
+    case JWT_NO_SECRET:
+        return "server has no JWT secret configured";
     }
     return "invalid token";
 }

@@ -14,17 +14,17 @@
 #include <stdint.h>
 
 #define JWT_USER_MAX 128
-#define JWT_SKEW_S 30
+#define JWT_SKEW_S   30
 
 enum jwt_rc {
     JWT_OK = 0,
-    JWT_MALFORMED,   /* not three base64url parts of JSON */
-    JWT_BAD_ALG,     /* header alg is not HS256 */
-    JWT_BAD_SIG,     /* signature does not match the secret */
-    JWT_EXPIRED,     /* exp in the past */
-    JWT_NOT_YET,     /* nbf in the future */
-    JWT_NO_SUBJECT,  /* neither sub nor userId, or not a usable string */
-    JWT_NO_SECRET    /* the server has no secret configured */
+    JWT_MALFORMED,  /* not three base64url parts of JSON */
+    JWT_BAD_ALG,    /* header alg is not HS256 */
+    JWT_BAD_SIG,    /* signature does not match the secret */
+    JWT_EXPIRED,    /* exp in the past */
+    JWT_NOT_YET,    /* nbf in the future */
+    JWT_NO_SUBJECT, /* neither sub nor userId, or not a usable string */
+    JWT_NO_SECRET   /* the server has no secret configured */
 };
 
 /* Verify `token` with `secret` at time `now_s` (seconds since epoch); on JWT_OK the

@@ -17,7 +17,7 @@ int log_open(const char *file, enum log_format format, enum log_level level, int
 int log_reopen(void);
 void log_close(void);
 void log_set_role(const char *role); /* "master", "worker 2", "coordinator" */
-void log_set_stderr(int on); /* 0 never, 1 every line, 2 warnings and errors only */
+void log_set_stderr(int on);         /* 0 never, 1 every line, 2 warnings and errors only */
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

@@ -28,7 +28,6 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   30000
 
-
 static struct child *find_coordinator(struct master *m)
 {
     for (int i = 0; i < MASTER_MAX_CHILDREN; i++)
@@ -107,7 +106,8 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
     struct sb_slot *s = &m->sb->slot[c->slot];
     int chan[2];
     if (ipc_pair(chan) < 0) {
-        log_error("cannot create channel for %s: %s", scoreboard_role_name(c->role), strerror(errno));
+        log_error("cannot create channel for %s: %s", scoreboard_role_name(c->role),
+                  strerror(errno));
         return -1;
     }
     s->role = c->role;
@@ -172,8 +172,8 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
     c->respawn_at = 0;
     c->kill_at = 0;
     c->started_mono = now_mono_ms();
-    log_info("started %s %d (pid %d, generation %d)", scoreboard_role_name(c->role), c->index, (int)pid,
-             c->generation);
+    log_info("started %s %d (pid %d, generation %d)", scoreboard_role_name(c->role), c->index,
+             (int)pid, c->generation);
     return 0;
 }
 
@@ -300,11 +300,11 @@ void children_on_exit(struct master *m, pid_t pid, int status)
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (expected) {
         if (clean)
-            log_info("%s %d (pid %d, generation %d) exited: %s", scoreboard_role_name(c->role), c->index,
-                     (int)pid, c->generation, reason);
-        else
-            log_warn("%s %d (pid %d, generation %d) exited while draining: %s", scoreboard_role_name(c->role),
+            log_info("%s %d (pid %d, generation %d) exited: %s", scoreboard_role_name(c->role),
                      c->index, (int)pid, c->generation, reason);
+        else
+            log_warn("%s %d (pid %d, generation %d) exited while draining: %s",
+                     scoreboard_role_name(c->role), c->index, (int)pid, c->generation, reason);
         free_child(m, c);
         return;
     }
@@ -319,8 +319,8 @@ void children_on_exit(struct master *m, pid_t pid, int status)
         if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
     }
     if (delay == 0)
-        log_error("%s %d (pid %d) died: %s; respawning now (restart %d)", scoreboard_role_name(c->role),
-                  c->index, (int)pid, reason, c->restarts);
+        log_error("%s %d (pid %d) died: %s; respawning now (restart %d)",
+                  scoreboard_role_name(c->role), c->index, (int)pid, reason, c->restarts);
     else
         log_error("%s %d (pid %d) died: %s; crash loop (%d quick deaths in a row), respawning in "
                   "%lld ms",
@@ -353,7 +353,8 @@ void children_tick(struct master *m)
             if (c->kill_at && now >= c->kill_at) {
                 log_warn("%s %d (pid %d) still draining after timeouts.shutdown with %lld "
                          "connection(s); killing it",
-                         scoreboard_role_name(c->role), c->index, (int)c->pid, (long long)s->connections);
+                         scoreboard_role_name(c->role), c->index, (int)c->pid,
+                         (long long)s->connections);
                 kill(c->pid, SIGKILL);
                 c->kill_at = 0;
             }
@@ -506,8 +507,8 @@ void children_status_json(struct master *m, struct buf *out)
         buf_printf(out,
                    "%s{\"role\":\"%s\",\"index\":%d,\"generation\":%d,\"pid\":%d,\"state\":\"%s\","
                    "\"uptime\":%.1f,\"restarts\":%d,\"last_exit\":",
-                   first ? "" : ",", scoreboard_role_name(c->role), c->index, c->generation, (int)c->pid,
-                   state, up, c->restarts);
+                   first ? "" : ",", scoreboard_role_name(c->role), c->index, c->generation,
+                   (int)c->pid, state, up, c->restarts);
         buf_json_str(out, c->last_exit);
         buf_printf(out, ",\"rss\":%lld,\"cpu\":%.1f,\"connections\":%lld,\"requests\":%llu}", rss,
                    cpu, s ? (long long)s->connections : 0LL,

@@ -70,6 +70,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct master *m = ev_userdata(loop);
     int64_t now = now_mono_ms();
     children_tick(m);
+    apps_tick(m);
     close_old_listeners(m);
 
     switch (m->state) {
@@ -79,6 +80,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             log_info("phase ready: READY — %d worker(s) and the coordinator serve; pid %d",
                      children_count(m, SB_WORKER, m->generation, 1), (int)getpid());
             announce_ready(m, "serving");
+            apps_start(m); /* managed apps start once the workers serve */
         } else if (now > m->phase_deadline) {
             log_error("startup failed: children did not report ready within %llu ms "
                       "(timeouts.worker); see the errors above",
@@ -97,6 +99,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(text, sizeof(text), "generation %d serving; older workers draining",
                      m->generation);
             announce_ready(m, "reloaded");
+            apps_reload(m);
             finish_reload(m, 1, text);
         } else if (now > m->phase_deadline) {
             /* The new generation cannot serve: keep the old one. */
@@ -119,12 +122,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         if (children_count(m, SB_WORKER, -1, 1) == 0 &&
             children_count(m, SB_COORDINATOR, -1, 1) > 0)
             children_signal_role(m, SB_COORDINATOR, SIGTERM, 1);
-        if (children_count(m, 0, -1, 1) == 0) {
+        if (children_count(m, SB_WORKER, -1, 1) == 0)
+            apps_stop(m, "svcd is shutting down"); /* after the workers: no request in flight */
+        if (children_count(m, 0, -1, 1) == 0 && apps_running(m) == 0) {
             ev_break(loop, EVBREAK_ALL);
         } else if (m->stop_deadline && now > m->stop_deadline) {
             struct buf killed;
             buf_init(&killed);
             children_kill_all(m, &killed);
+            apps_kill_all(m, &killed);
             log_error("shutdown: timeouts.shutdown (%llu ms) exceeded; killed %s",
                       (unsigned long long)m->cfg->timeouts.shutdown_ms,
                       killed.data ? killed.data : "nothing");
@@ -387,5 +393,6 @@ int master_run(struct master *m)
         if (m->children[i].used && m->children[i].chan >= 0) close(m->children[i].chan);
     free(m->prev_cfg);
     m->prev_cfg = NULL;
+    apps_free(m);
     return m->exit_code;
 }

@@ -81,6 +81,8 @@ struct master {
     ev_io control_io;
     int control_fd;
     struct control_client *clients[MASTER_MAX_CONTROL];
+
+    struct apps *apps; /* managed apps (apps.c), NULL until they start */
 };
 
 /* listen.c */
@@ -111,6 +113,20 @@ void children_signal_role(struct master *m, int role, int sig, int drain);
 void children_kill_all(struct master *m, struct buf *killed);
 void children_close_in_child(struct master *m, int keep_chan);
 void children_status_json(struct master *m, struct buf *out);
+
+/* apps.c — managed apps (PM2-style): started once the workers are ready */
+void apps_start(struct master *m);
+void apps_tick(struct master *m);
+/* A reaped pid: 1 when it was an app's (handled), 0 otherwise. */
+int apps_on_exit(struct master *m, pid_t pid, int status);
+/* SIGTERM to every app's process group; SIGKILL after timeouts.shutdown (apps_tick). */
+void apps_stop(struct master *m, const char *why);
+int apps_running(struct master *m);
+void apps_kill_all(struct master *m, struct buf *killed);
+void apps_reload(struct master *m);
+/* Append the apps to a children JSON array (`first`: nothing written before). */
+void apps_status_json(struct master *m, struct buf *out, int first);
+void apps_free(struct master *m);
 
 /* control.c */
 int control_open(struct master *m, char *err, size_t errlen);

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS=(gcc make pkgconf libev-dev libyaml-dev libssl-dev libhttp-parser-dev
-  libsystemd-dev libjansson-dev libsqlite3-dev libmongoc-dev libbson-dev libcmocka-dev clang-format openssl curl procps iproute2 psmisc python3-venv)
+  libsystemd-dev libjansson-dev libsqlite3-dev libmongoc-dev libbson-dev libcmocka-dev libwslay-dev clang-format openssl curl procps iproute2 psmisc python3-venv)
 # ASan/UBSan runtime comes with gcc (libasan8, libubsan1) on Debian 12.
 
 missing=()
@@ -30,5 +30,30 @@ if [ "${1:-}" = "--test" ]; then
   fi
   if ! "$VENV/bin/python" -c 'import pytest, requests' 2>/dev/null; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -r test/requirements.txt
+  fi
+
+  # Proxy/preview tests (issue 4): Node (Vite 7 needs >= 20.19), Debian's Chromium
+  # for headless page checks, and the npm peers pinned in test/integration/package-lock.json
+  # (ws, vite, playwright-core), installed with `npm ci` into test/integration/node_modules.
+  TEST_PKGS=(chromium)
+  command -v node >/dev/null && command -v npm >/dev/null || TEST_PKGS+=(nodejs npm)
+  tmissing=()
+  for p in "${TEST_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || tmissing+=("$p")
+  done
+  if [ "${#tmissing[@]}" -gt 0 ]; then
+    echo "deps: installing ${tmissing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${tmissing[@]}"
+  fi
+  IT=test/integration
+  if [ -f "$IT/package-lock.json" ] &&
+     { [ ! -f "$IT/node_modules/.package-lock.json" ] ||
+       [ "$IT/package-lock.json" -nt "$IT/node_modules/.package-lock.json" ]; }; then
+    echo "deps: npm ci in $IT"
+    (cd "$IT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

@@ -9,6 +9,7 @@
  */
 #include "handlers.h"
 #include "response.h"
+#include "sio.h"
 #include "store_pool.h"
 #include "worker_ctx.h"
 #include "../common/jwt.h"
@@ -480,10 +481,14 @@ void handle_booking_status(struct http_request *req)
 
 void booking_job_decided(struct worker_ctx *w, const struct store_job *job)
 {
-    (void)w;
+    /* SPEC §5: the result is pushed to the user's Socket.IO connection, on whatever
+     * worker or coordinator link it lives. */
+    struct buf b;
+    buf_init(&b);
+    job_json(&b, job);
+    if (!buf_failed(&b)) chat_push_user(w, job->user, "booking:update", b.data);
+    buf_free(&b);
     log_info("booking job %s for user %s: %s%s%s", job->id, job->user,
              store_job_status_name(job->status), job->status == STORE_JOB_FAILED ? " — " : "",
              job->status == STORE_JOB_FAILED ? job->error_message : "");
-    /* The chat feature delivers `booking:update` to the user's Socket.IO connection
-     * from here (SPEC §5); until it exists the decision is logged. */
 }

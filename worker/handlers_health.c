@@ -16,6 +16,7 @@
 #include "../common/config.h"
 #include "../common/scoreboard.h"
 #include "handlers.h"
+#include "handlers_preview.h"
 #include "store_pool.h"
 #include "response.h"
 #include "worker_ctx.h"
@@ -33,7 +34,6 @@ static void timestamp(char *out, size_t len)
 {
     resp_iso8601(now_wall_ms(), out, len);
 }
-
 
 static const char *state_name(int state)
 {
@@ -180,8 +180,9 @@ void handle_api_health_detailed(struct http_request *req)
         buf_printf(b,
                    "%s{\"role\":\"%s\",\"index\":%d,\"generation\":%d,\"pid\":%d,\"state\":\"%s\","
                    "\"uptime\":%.3f,\"restarts\":%d,\"lastExit\":",
-                   first ? "" : ",", scoreboard_role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation),
-                   (int)LOAD(s->pid), state_name(LOAD(s->state)), up, (int)LOAD(s->restarts));
+                   first ? "" : ",", scoreboard_role_name(role), (int)LOAD(s->index),
+                   (int)LOAD(s->generation), (int)LOAD(s->pid), state_name(LOAD(s->state)), up,
+                   (int)LOAD(s->restarts));
         buf_json_str(b, last_exit);
         if (role == SB_APP) {
             char name[sizeof(s->name)];
@@ -278,6 +279,8 @@ void handle_metrics(struct http_request *req)
                    scoreboard_role_name(role), (int)LOAD(s->index), (int)LOAD(s->generation), pid,
                    pid > 0 && (state == SB_READY || state == SB_DRAINING) ? 1 : 0);
     }
+
+    handlers_preview_metrics(req->w, b); /* preview up/down, proxy counters (issue 4) */
 
     metric_head(b, "svcd_uptime_seconds", "gauge", "Seconds since the master started.");
     buf_printf(b, "svcd_uptime_seconds %.3f\n", master_uptime_s(req->w));

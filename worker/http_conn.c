@@ -336,7 +336,9 @@ static int on_headers_complete(http_parser *p)
     int chunked = (p->flags & F_CHUNKED) != 0;
     int has_length = p->content_length != ULLONG_MAX && p->content_length > 0;
     const struct route *route = router_lookup(r);
-    if (route && (route->flags & ROUTE_STREAM)) {
+    if (route && (route->flags & ROUTE_STREAM) &&
+        (!(route->flags & ROUTE_FALLBACK) ||
+         (c->w->fallback_claims && c->w->fallback_claims(c->w, r->path)))) {
         /* The handler gets the head now and the body bytes through a takeover;
          * no limit on the body here (the owner streams it), no 100 Continue (the
          * owner decides). "No body" makes the parser stop right after the head. */
@@ -769,6 +771,24 @@ int http_conn_accept(struct worker_ctx *w, int fd, const struct sockaddr *sa, so
 
     c->state = CS_IDLE;
     conn_arm(c, w->cfg->timeouts.keepalive_ms);
+    conn_run(c);
+    return 0;
+}
+
+int http_conn_adopt(struct worker_ctx *w, int fd, const void *bytes, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) sl = sizeof(sa_family_t);
+    if (http_conn_accept(w, fd, (struct sockaddr *)&ss, sl) < 0) return -1;
+    struct http_conn *c = w->conns; /* accept puts the new connection first */
+    if (!c || c->fd != fd || c->state != CS_IDLE) return 0; /* already gone */
+    buf_append(&c->rbuf, bytes, len);
+    if (buf_failed(&c->rbuf)) {
+        conn_close(c);
+        return -1;
+    }
     conn_run(c);
     return 0;
 }

@@ -17,6 +17,11 @@
  * closed) when out of memory. */
 int http_conn_accept(struct worker_ctx *w, int fd, const struct sockaddr *sa, socklen_t salen);
 
+/* A client socket handed over by another worker (Socket.IO hand-off, see
+ * docs/socketio.md) with the request bytes that worker had already read: served
+ * as if accepted here and those bytes had just arrived. Returns 0 or -1. */
+int http_conn_adopt(struct worker_ctx *w, int fd, const void *bytes, size_t len);
+
 /* Queue the response built in req->resp (status, headers, body) and move the
  * connection on; callable from inside the handler or any time later. */
 void http_conn_respond(struct http_request *req);

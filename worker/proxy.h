@@ -44,6 +44,9 @@ void proxy_forward(struct http_request *req, const struct proxy_target *t);
 /* The proxy.routes entry whose prefix is the longest match for path, or NULL. */
 const struct proxy_target *proxy_route_for(struct worker_ctx *w, const char *path);
 
+/* Was t's upstream address resolved at start? If not, *err says why. */
+int proxy_route_ok(struct worker_ctx *w, const struct proxy_target *t, const char **err);
+
 /* Close every WebSocket tunnel tracked under key (its preview went down);
  * returns how many. */
 int proxy_close_tunnels(struct worker_ctx *w, const char *key, const char *why);

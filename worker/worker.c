@@ -27,12 +27,15 @@
 #include "../common/log.h"
 #include "http_conn.h"
 #include "worker_ctx.h"
+#include "preview.h"
+#include "proxy.h"
+#include "sio.h"
 
 #define ACCEPT_BATCH   64  /* accepts per wakeup: fairness between workers and conns */
 #define ACCEPT_RETRY_S 0.1 /* after EMFILE/ENFILE: let connections close first */
 #define HEARTBEAT_S    1.0
-#define STORE_THREADS  2    /* storage request threads per worker (plus the job processor) */
-#define IPC_FRAME_CAP  4096 /* frames this worker reads are tiny; larger ones are dropped */
+#define STORE_THREADS  2 /* storage request threads per worker (plus the job processor) */
+#define IPC_FRAME_CAP  IPC_MAX_FRAME /* chat hand-offs carry whole HTTP requests */
 
 static void set_state(struct worker_ctx *w, enum sb_state st)
 {
@@ -142,6 +145,7 @@ static void begin_drain(struct worker_ctx *w, const char *why)
     accept_stop(w);
     ev_timer_stop(w->loop, &w->accept_retry);
     log_info("draining (%s): %zu connection(s) open", why, w->nconns);
+    sio_drain(w); /* Socket.IO clients: WebSocket close 1001 / Engine.IO close */
     http_conn_drain_all(w);
     if (w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
 }
@@ -166,6 +170,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 static void coord_close(struct worker_ctx *w)
 {
     if (w->coord_fd < 0) return;
+    sio_coord_unlinked(w);
     ev_io_stop(w->loop, &w->coord_io);
     close(w->coord_fd);
     w->coord_fd = -1;
@@ -179,6 +184,8 @@ static void coord_attach(struct worker_ctx *w, int fd)
     set_nonblock(fd);
     ev_io_set(&w->coord_io, fd, EV_READ);
     ev_io_start(w->loop, &w->coord_io);
+    preview_on_link(w);  /* a new coordinator rebuilds its registry from the workers */
+    sio_coord_linked(w); /* ... and its chat state (users, rooms, random connect) */
 }
 
 /*
@@ -187,9 +194,9 @@ static void coord_attach(struct worker_ctx *w, int fd)
  * (it must close or keep it).
  */
 static int read_frames(struct worker_ctx *w, int fd,
-                       void (*on_frame)(struct worker_ctx *, uint8_t, int))
+                       void (*on_frame)(struct worker_ctx *, uint8_t, int, const char *, size_t))
 {
-    char payload[IPC_FRAME_CAP];
+    static char payload[IPC_FRAME_CAP]; /* one loop thread: one buffer */
     for (;;) {
         uint8_t type;
         int passed = -1;
@@ -206,11 +213,12 @@ static int read_frames(struct worker_ctx *w, int fd,
             if (passed >= 0) close(passed);
             continue;
         }
-        on_frame(w, type, passed);
+        on_frame(w, type, passed, payload, (size_t)n);
     }
 }
 
-static void master_frame(struct worker_ctx *w, uint8_t type, int fd)
+static void master_frame(struct worker_ctx *w, uint8_t type, int fd, const char *payload,
+                         size_t len)
 {
     if (type == IPC_COORD_LINK && fd >= 0) {
         coord_attach(w, fd);
@@ -231,10 +239,15 @@ static void on_master(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-static void coord_frame(struct worker_ctx *w, uint8_t type, int fd)
+static void coord_frame(struct worker_ctx *w, uint8_t type, int fd, const char *payload, size_t len)
 {
-    /* No coordinator feature uses the link yet. */
+    if (type >= IPC_CHAT_FIRST && type <= IPC_CHAT_LAST) {
+        sio_coord_frame(w, type, payload, len, fd); /* owns fd (Socket.IO hand-offs) */
+        return;
+    }
     if (fd >= 0) close(fd);
+    if (type >= IPC_PREVIEW_SET && type <= IPC_ROOM_EVENT) preview_on_frame(w, type, payload, len);
+    if (type == IPC_ROOM_EVENT) sio_room_event(w, payload, len);
 }
 
 static void on_coord(struct ev_loop *loop, ev_io *io, int revents)
@@ -299,6 +312,14 @@ int worker_main(const struct worker_args *a)
         set_nonblock(w->master_fd);
         ev_io_start(w->loop, &w->master_io);
     }
+    if (proxy_init(w) < 0 || preview_init(w) < 0) {
+        log_error("out of memory initialising the proxy");
+        return 1;
+    }
+    if (sio_init(w) < 0) {
+        log_error("out of memory initialising the Socket.IO server");
+        return 1;
+    }
     coord_attach(w, a->coord_fd);
 
     for (int i = 0; i < w->nlisten; i++) {
@@ -326,8 +347,11 @@ int worker_main(const struct worker_args *a)
 
     /* Drained (or the loop ran out of watchers): release everything. */
     http_conn_close_all(w);
+    proxy_shutdown(w);
+    preview_shutdown(w);
     store_pool_stop(w->pool); /* running jobs finish or stay leased for a retry */
     w->pool = NULL;
+    sio_shutdown(w); /* after the pool: its last callbacks may still emit */
     accept_stop(w);
     ev_timer_stop(w->loop, &w->accept_retry);
     ev_timer_stop(w->loop, &w->heartbeat);

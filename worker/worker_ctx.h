@@ -22,6 +22,7 @@ struct http_conn;
 struct store_pool;
 struct proxy_ctx;
 struct preview_ctx;
+struct sio_ctx;
 
 struct worker_ctx {
     const struct svcd_config *cfg;
@@ -55,6 +56,12 @@ struct worker_ctx {
      * of the coordinator's preview registry (preview.c) */
     struct proxy_ctx *proxy;
     struct preview_ctx *preview;
+    /* Does a ROUTE_FALLBACK|ROUTE_STREAM row really serve this path (a proxy.routes
+     * prefix)? If not, the request is read whole like any other (limits, 404). */
+    int (*fallback_claims)(struct worker_ctx *w, const char *path);
+
+    /* Socket.IO / Engine.IO sessions and the chat (sio.h, issue 5) */
+    struct sio_ctx *sio;
 
     /* cached IMF-fixdate for the Date header, refreshed once per second */
     time_t date_sec;

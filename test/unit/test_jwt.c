@@ -10,7 +10,7 @@
 #include "../../common/jwt.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef"
-#define NOW 1800000000
+#define NOW    1800000000
 
 static void test_roundtrip(void **state)
 {
@@ -70,10 +70,8 @@ static void test_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_wrong_secret_and_tamper),
-        cmocka_unit_test(test_expired_and_skew),
-        cmocka_unit_test(test_alg_none_refused),
+        cmocka_unit_test(test_roundtrip),        cmocka_unit_test(test_wrong_secret_and_tamper),
+        cmocka_unit_test(test_expired_and_skew), cmocka_unit_test(test_alg_none_refused),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);

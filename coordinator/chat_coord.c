@@ -1,0 +1,555 @@
+/*
+ * chat_coord.c — cross-worker chat state in the coordinator (see chat_coord.h).
+ *
+ * Everything here is rebuilt from the workers after a coordinator restart (HELLO +
+ * re-announcements), except the in-memory history fallback, which is lost then:
+ * it stands in for store_message_add()/store_messages() until the worker's storage
+ * pool carries chat messages (MARKED: IN-MEMORY FALLBACK).
+ *
+ * Ordering: one coordinator loop serialises every registration, so when two
+ * workers register the same user at once, the later USER_ADD wins and the earlier
+ * connection is the one kicked — on every worker the same way.
+ */
+#include "chat_coord.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/scoreboard.h"
+#include "chat_map.h"
+#include "chat_proto.h"
+#include "chat_queue.h"
+
+#define HISTORY_KEEP 1000 /* messages per room kept by the in-memory fallback */
+#define ID_MAX       64
+
+struct cuser {
+    int slot;
+    char sid[ID_MAX];
+};
+
+struct croom {
+    unsigned char slot[SB_SLOTS];
+    int nslots;
+};
+
+struct cpair {
+    char *partner;
+    char room[ID_MAX + 16];
+};
+
+/* IN-MEMORY FALLBACK for store_message_add()/store_messages(): a ring of the
+ * newest messages per room (JSON objects {id,room,from,text,ts}). */
+struct chist {
+    char **msg;
+    char **ids;
+    size_t head, n;
+};
+
+struct cslot {
+    int linked;
+    struct chatq q;
+};
+
+struct chat_coord {
+    struct ev_loop *loop;
+    struct cslot slots[SB_SLOTS];
+    struct chat_map users; /* user -> struct cuser */
+    struct chat_map rooms; /* room -> struct croom */
+    struct chat_map hist;  /* room -> struct chist */
+    struct chat_map pairs; /* user -> struct cpair */
+    char **queue;          /* random-connect waiting users, FIFO */
+    size_t nqueue, capqueue;
+    unsigned long long pair_seq;
+    struct buf out;
+};
+
+/* ---- sending ----------------------------------------------------------------- */
+
+static void send_slot(struct chat_coord *cc, int slot, uint8_t type, const struct buf *b, int fd)
+{
+    if (slot < 0 || slot >= SB_SLOTS || !cc->slots[slot].linked) return;
+    if (chatq_send(&cc->slots[slot].q, type, b->data, b->len, fd) < 0)
+        log_debug("chat: frame %d to slot %d dropped", type, slot);
+}
+
+/* ---- random connect ------------------------------------------------------------ */
+
+static int queue_index(struct chat_coord *cc, const char *user)
+{
+    for (size_t i = 0; i < cc->nqueue; i++)
+        if (strcmp(cc->queue[i], user) == 0) return (int)i;
+    return -1;
+}
+
+static void queue_remove(struct chat_coord *cc, const char *user)
+{
+    int i = queue_index(cc, user);
+    if (i < 0) return;
+    free(cc->queue[i]);
+    memmove(&cc->queue[i], &cc->queue[i + 1], (cc->nqueue - (size_t)i - 1) * sizeof(char *));
+    cc->nqueue--;
+}
+
+static int queue_push(struct chat_coord *cc, const char *user)
+{
+    if (cc->nqueue == cc->capqueue) {
+        size_t cap = cc->capqueue ? cc->capqueue * 2 : 64;
+        char **q = realloc(cc->queue, cap * sizeof(*q));
+        if (!q) return -1;
+        cc->queue = q;
+        cc->capqueue = cap;
+    }
+    char *s = strdup(user);
+    if (!s) return -1;
+    cc->queue[cc->nqueue++] = s;
+    return 0;
+}
+
+static void notify_pair(struct chat_coord *cc, uint8_t type, const char *user, const char *partner,
+                        const char *room)
+{
+    struct cuser *u = chat_map_get(&cc->users, user);
+    if (!u) return;
+    buf_reset(&cc->out);
+    chat_fields_build(&cc->out, 3, CF(user), CF(partner), CF(room));
+    send_slot(cc, u->slot, type, &cc->out, -1);
+}
+
+static int set_pair(struct chat_coord *cc, const char *user, const char *partner, const char *room)
+{
+    struct cpair *p = calloc(1, sizeof(*p));
+    if (!p) return -1;
+    p->partner = strdup(partner);
+    snprintf(p->room, sizeof(p->room), "%s", room);
+    int failed;
+    struct cpair *old = chat_map_put(&cc->pairs, user, p, &failed);
+    if (old) {
+        free(old->partner);
+        free(old);
+    }
+    if (failed || !p->partner) {
+        if (!failed) chat_map_del(&cc->pairs, user);
+        free(p->partner);
+        free(p);
+        return -1;
+    }
+    return 0;
+}
+
+/* `user` leaves random connect: out of the queue, and its partner (if any) is told. */
+static void random_leave(struct chat_coord *cc, const char *user)
+{
+    queue_remove(cc, user);
+    struct cpair *p = chat_map_del(&cc->pairs, user);
+    if (!p) return;
+    struct cpair *q = chat_map_get(&cc->pairs, p->partner);
+    if (q && strcmp(q->partner, user) == 0) {
+        chat_map_del(&cc->pairs, p->partner);
+        notify_pair(cc, CHAT_PARTNER_LEFT, p->partner, user, p->room);
+        free(q->partner);
+        free(q);
+    }
+    free(p->partner);
+    free(p);
+}
+
+static void random_join(struct chat_coord *cc, const char *user)
+{
+    if (chat_map_get(&cc->pairs, user) || queue_index(cc, user) >= 0) return;
+    if (!chat_map_get(&cc->users, user)) return; /* not connected (any more) */
+    /* the longest-waiting user that is still connected */
+    while (cc->nqueue > 0) {
+        char *other = cc->queue[0];
+        memmove(&cc->queue[0], &cc->queue[1], (cc->nqueue - 1) * sizeof(char *));
+        cc->nqueue--;
+        if (!chat_map_get(&cc->users, other) || strcmp(other, user) == 0) {
+            free(other);
+            continue;
+        }
+        char room[ID_MAX + 16];
+        snprintf(room, sizeof(room), "random-%llu", ++cc->pair_seq);
+        if (set_pair(cc, user, other, room) < 0 || set_pair(cc, other, user, room) < 0) {
+            log_error("chat: out of memory pairing users");
+            free(other);
+            return;
+        }
+        notify_pair(cc, CHAT_MATCHED, user, other, room);
+        notify_pair(cc, CHAT_MATCHED, other, user, room);
+        free(other);
+        return;
+    }
+    if (queue_push(cc, user) < 0) log_error("chat: out of memory queueing a user");
+}
+
+/* ---- users, rooms ------------------------------------------------------------------ */
+
+static void user_remove(struct chat_coord *cc, const char *user)
+{
+    struct cuser *u = chat_map_del(&cc->users, user);
+    free(u);
+    random_leave(cc, user);
+}
+
+static void room_clear_slot(struct chat_coord *cc, const char *name, int slot)
+{
+    struct croom *r = chat_map_get(&cc->rooms, name);
+    if (!r || !r->slot[slot]) return;
+    r->slot[slot] = 0;
+    if (--r->nslots == 0) free(chat_map_del(&cc->rooms, name));
+}
+
+/* Forget everything `slot` announced (it restarted its announcements, or died). */
+static void purge_slot(struct chat_coord *cc, int slot)
+{
+    size_t i, n = 0, cap = cc->users.n + cc->rooms.n + 1;
+    char **keys = calloc(cap, sizeof(char *));
+    if (!keys) return;
+    for (struct chat_map_ent *e = chat_map_first(&cc->users, &i); e;
+         e = chat_map_next(&cc->users, e, &i))
+        if (((struct cuser *)e->value)->slot == slot && n < cap) keys[n++] = strdup(e->key);
+    for (size_t k = 0; k < n; k++) {
+        if (keys[k]) user_remove(cc, keys[k]);
+        free(keys[k]);
+    }
+    n = 0;
+    for (struct chat_map_ent *e = chat_map_first(&cc->rooms, &i); e;
+         e = chat_map_next(&cc->rooms, e, &i))
+        if (((struct croom *)e->value)->slot[slot] && n < cap) keys[n++] = strdup(e->key);
+    for (size_t k = 0; k < n; k++) {
+        if (keys[k]) room_clear_slot(cc, keys[k], slot);
+        free(keys[k]);
+    }
+    free(keys);
+}
+
+static void user_add(struct chat_coord *cc, int slot, const char *user, const char *sid)
+{
+    struct cuser *u = chat_map_get(&cc->users, user);
+    if (u) {
+        if (u->slot == slot && strcmp(u->sid, sid) == 0) return;
+        /* one live connection per user: the older one is replaced */
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 2, CF(user), CF(u->sid));
+        send_slot(cc, u->slot, CHAT_KICK, &cc->out, -1);
+        random_leave(cc, user);
+    } else {
+        u = calloc(1, sizeof(*u));
+        int failed;
+        if (!u || (chat_map_put(&cc->users, user, u, &failed), failed)) {
+            free(u);
+            log_error("chat: out of memory registering a user");
+            return;
+        }
+    }
+    u->slot = slot;
+    snprintf(u->sid, sizeof(u->sid), "%s", sid);
+}
+
+/* ---- history (IN-MEMORY FALLBACK) ------------------------------------------------- */
+
+static void history_add(struct chat_coord *cc, const char *room, const char *json, size_t len)
+{
+    struct chist *h = chat_map_get(&cc->hist, room);
+    if (!h) {
+        h = calloc(1, sizeof(*h));
+        if (!h) return;
+        h->msg = calloc(HISTORY_KEEP, sizeof(char *));
+        h->ids = calloc(HISTORY_KEEP, sizeof(char *));
+        int failed;
+        if (!h->msg || !h->ids || (chat_map_put(&cc->hist, room, h, &failed), failed)) {
+            free(h->msg);
+            free(h->ids);
+            free(h);
+            return;
+        }
+    }
+    json_t *m = json_loadb(json, len, 0, NULL);
+    const char *id = m ? json_string_value(json_object_get(m, "id")) : NULL;
+    if (!id) {
+        json_decref(m);
+        return;
+    }
+    size_t at = (h->head + h->n) % HISTORY_KEEP;
+    if (h->n == HISTORY_KEEP) {
+        free(h->msg[h->head]);
+        free(h->ids[h->head]);
+        h->head = (h->head + 1) % HISTORY_KEEP;
+        h->n--;
+        at = (h->head + h->n) % HISTORY_KEEP;
+    }
+    h->msg[at] = strndup(json, len);
+    h->ids[at] = strdup(id);
+    json_decref(m);
+    if (!h->msg[at] || !h->ids[at]) {
+        free(h->msg[at]);
+        free(h->ids[at]);
+        return;
+    }
+    h->n++;
+}
+
+static void history_reply(struct chat_coord *cc, int slot, const char *qid, const char *room,
+                          const char *before, int limit)
+{
+    struct chist *h = chat_map_get(&cc->hist, room);
+    struct buf json;
+    buf_init(&json);
+    buf_puts(&json, "{\"messages\":[");
+    if (h && h->n) {
+        /* ids are fixed-width and time-ordered: find the newest `limit` before `before` */
+        size_t end = h->n; /* exclusive, in ring order */
+        if (before && before[0]) {
+            while (end > 0 && strcmp(h->ids[(h->head + end - 1) % HISTORY_KEEP], before) >= 0)
+                end--;
+        }
+        size_t start = end > (size_t)limit ? end - (size_t)limit : 0;
+        for (size_t k = start; k < end; k++) {
+            if (k > start) buf_append(&json, ",", 1);
+            buf_puts(&json, h->msg[(h->head + k) % HISTORY_KEEP]);
+        }
+    }
+    buf_puts(&json, "]}");
+    buf_reset(&cc->out);
+    chat_fields_build(&cc->out, 2, CF(qid), CFN(json.data, json.len));
+    if (cc->out.len > CHAT_FRAME_MAX) {
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 2, CF(qid),
+                          CF("{\"error\":\"history page too large; ask for fewer messages\"}"));
+    }
+    send_slot(cc, slot, CHAT_HISTORY_RES, &cc->out, -1);
+    buf_free(&json);
+}
+
+/* ---- frames ------------------------------------------------------------------------ */
+
+static void handoff(struct chat_coord *cc, const char *target_s, const char *bytes, size_t len,
+                    int fd)
+{
+    int target = atoi(target_s);
+    if (fd < 0) return;
+    if (target >= 0 && target < SB_SLOTS && cc->slots[target].linked) {
+        buf_reset(&cc->out);
+        buf_append(&cc->out, bytes, len);
+        if (chatq_send(&cc->slots[target].q, CHAT_HANDOFF, cc->out.data, cc->out.len, fd) == 0) {
+            close(fd);
+            return;
+        }
+    }
+    /* the owning worker is gone: the session is too (Engine.IO error 1) */
+    static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 42\r\nConnection: close\r\n\r\n"
+                               "{\"code\":1,\"message\":\"Session ID unknown\"}";
+    ssize_t n = send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    close(fd);
+}
+
+void chat_coord_frame(struct chat_coord *cc, int slot, uint8_t type, const char *payload,
+                      size_t len, int fd)
+{
+    struct chat_fields f;
+    if (slot < 0 || slot >= SB_SLOTS) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    if (type != CHAT_HANDOFF && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    switch (type) {
+    case CHAT_HELLO:
+        purge_slot(cc, slot);
+        break;
+    case CHAT_USER_ADD:
+        if (chat_fields_split(payload, len, 2, &f) == 0 && f.len[1] < ID_MAX) {
+            char sid[ID_MAX];
+            memcpy(sid, f.f[1], f.len[1]);
+            sid[f.len[1]] = '\0';
+            user_add(cc, slot, f.f[0], sid);
+        }
+        break;
+    case CHAT_USER_DEL:
+        if (chat_fields_split(payload, len, 2, &f) == 0) {
+            struct cuser *u = chat_map_get(&cc->users, f.f[0]);
+            if (u && u->slot == slot && f.len[1] == strlen(u->sid) &&
+                memcmp(u->sid, f.f[1], f.len[1]) == 0)
+                user_remove(cc, f.f[0]);
+        }
+        break;
+    case CHAT_JOIN:
+    case CHAT_LEAVE: {
+        char room[512];
+        if (len == 0 || len >= sizeof(room)) break;
+        memcpy(room, payload, len);
+        room[len] = '\0';
+        if (type == CHAT_LEAVE) {
+            room_clear_slot(cc, room, slot);
+            break;
+        }
+        struct croom *r = chat_map_get(&cc->rooms, room);
+        if (!r) {
+            r = calloc(1, sizeof(*r));
+            int failed;
+            if (!r || (chat_map_put(&cc->rooms, room, r, &failed), failed)) {
+                free(r);
+                break;
+            }
+        }
+        if (!r->slot[slot]) {
+            r->slot[slot] = 1;
+            r->nslots++;
+        }
+        break;
+    }
+    case CHAT_ROOM_EMIT:
+        if (chat_fields_split(payload, len, 4, &f) == 0) {
+            if (f.f[1][0] == '1') history_add(cc, f.f[0], f.f[3], f.len[3]);
+            struct croom *r = chat_map_get(&cc->rooms, f.f[0]);
+            if (!r) break;
+            buf_reset(&cc->out);
+            chat_fields_build(&cc->out, 3, CF(f.f[0]), CF(f.f[2]), CFN(f.f[3], f.len[3]));
+            for (int s = 0; s < SB_SLOTS; s++)
+                if (r->slot[s] && s != slot) send_slot(cc, s, CHAT_ROOM_EMIT, &cc->out, -1);
+        }
+        break;
+    case CHAT_USER_EMIT:
+        if (chat_fields_split(payload, len, 3, &f) == 0) {
+            struct cuser *u = chat_map_get(&cc->users, f.f[0]);
+            if (!u) break;
+            buf_reset(&cc->out);
+            buf_append(&cc->out, payload, len);
+            send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
+        }
+        break;
+    case CHAT_RANDOM:
+        if (chat_fields_split(payload, len, 2, &f) == 0) {
+            const char *op = f.f[0];
+            char user[512];
+            const char *rest = f.f[1];
+            size_t ul = strnlen(rest, f.len[1]);
+            if (ul >= sizeof(user)) break;
+            memcpy(user, rest, ul);
+            user[ul] = '\0';
+            if (strcmp(op, "join") == 0) {
+                random_join(cc, user);
+            } else if (strcmp(op, "leave") == 0) {
+                random_leave(cc, user);
+            } else if (strcmp(op, "next") == 0) {
+                random_leave(cc, user);
+                random_join(cc, user);
+            } else if (strcmp(op, "pair") == 0 && chat_fields_split(payload, len, 4, &f) == 0) {
+                char room[ID_MAX + 16];
+                snprintf(room, sizeof(room), "%.*s", (int)f.len[3], f.f[3]);
+                set_pair(cc, f.f[1], f.f[2], room);
+            }
+        }
+        break;
+    case CHAT_SIGNAL:
+        if (chat_fields_split(payload, len, 3, &f) == 0) {
+            struct cpair *p = chat_map_get(&cc->pairs, f.f[0]);
+            if (!p || strcmp(p->partner, f.f[1]) != 0) break; /* partners only */
+            struct cuser *u = chat_map_get(&cc->users, f.f[1]);
+            if (!u) break;
+            buf_reset(&cc->out);
+            chat_fields_build(&cc->out, 3, CF(f.f[1]), CF("signal"), CFN(f.f[2], f.len[2]));
+            send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
+        }
+        break;
+    case CHAT_HISTORY_REQ:
+        if (chat_fields_split(payload, len, 4, &f) == 0) {
+            char lim[16];
+            snprintf(lim, sizeof(lim), "%.*s", (int)(f.len[3] < 15 ? f.len[3] : 15), f.f[3]);
+            int limit = atoi(lim);
+            if (limit < 1) limit = 50;
+            if (limit > 200) limit = 200;
+            history_reply(cc, slot, f.f[0], f.f[1], f.f[2], limit);
+        }
+        break;
+    case CHAT_HANDOFF:
+        if (chat_fields_split(payload, len, 2, &f) == 0)
+            handoff(cc, f.f[0], f.f[1], f.len[1], fd);
+        else if (fd >= 0)
+            close(fd);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+struct chat_coord *chat_coord_new(struct ev_loop *loop)
+{
+    struct chat_coord *cc = calloc(1, sizeof(*cc));
+    if (!cc) return NULL;
+    cc->loop = loop;
+    for (int i = 0; i < SB_SLOTS; i++) chatq_init(&cc->slots[i].q, loop);
+    chat_map_init(&cc->users);
+    chat_map_init(&cc->rooms);
+    chat_map_init(&cc->hist);
+    chat_map_init(&cc->pairs);
+    buf_init(&cc->out);
+    return cc;
+}
+
+void chat_coord_link_up(struct chat_coord *cc, int slot, int fd)
+{
+    if (!cc || slot < 0 || slot >= SB_SLOTS) return;
+    int sz = 4 * 1024 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    chatq_attach(&cc->slots[slot].q, fd);
+    cc->slots[slot].linked = 1;
+}
+
+void chat_coord_link_down(struct chat_coord *cc, int slot)
+{
+    if (!cc || slot < 0 || slot >= SB_SLOTS) return;
+    chatq_detach(&cc->slots[slot].q);
+    cc->slots[slot].linked = 0;
+    purge_slot(cc, slot);
+}
+
+void chat_coord_free(struct chat_coord *cc)
+{
+    if (!cc) return;
+    size_t i;
+    for (int s = 0; s < SB_SLOTS; s++) chatq_detach(&cc->slots[s].q);
+    for (struct chat_map_ent *e = chat_map_first(&cc->users, &i); e;
+         e = chat_map_next(&cc->users, e, &i))
+        free(e->value);
+    for (struct chat_map_ent *e = chat_map_first(&cc->rooms, &i); e;
+         e = chat_map_next(&cc->rooms, e, &i))
+        free(e->value);
+    for (struct chat_map_ent *e = chat_map_first(&cc->pairs, &i); e;
+         e = chat_map_next(&cc->pairs, e, &i)) {
+        struct cpair *p = e->value;
+        free(p->partner);
+        free(p);
+    }
+    for (struct chat_map_ent *e = chat_map_first(&cc->hist, &i); e;
+         e = chat_map_next(&cc->hist, e, &i)) {
+        struct chist *h = e->value;
+        for (size_t k = 0; k < h->n; k++) {
+            free(h->msg[(h->head + k) % HISTORY_KEEP]);
+            free(h->ids[(h->head + k) % HISTORY_KEEP]);
+        }
+        free(h->msg);
+        free(h->ids);
+        free(h);
+    }
+    chat_map_free(&cc->users);
+    chat_map_free(&cc->rooms);
+    chat_map_free(&cc->hist);
+    chat_map_free(&cc->pairs);
+    for (size_t k = 0; k < cc->nqueue; k++) free(cc->queue[k]);
+    free(cc->queue);
+    buf_free(&cc->out);
+    free(cc);
+}
