@@ -207,7 +207,7 @@ static void task_done(struct store_task *st)
     case OP_STATUS:
         if (strcmp(t->job.user, t->user) != 0) {
             /* someone else's job: indistinguishable from a missing one */
-            resp_error(req, 404, "NOT_FOUND", "no booking job %s for this user", t->id);
+            resp_error(req, 404, "NOT_FOUND", "job '%s' not found", t->id);
             break;
         }
         job_json(b, &t->job);

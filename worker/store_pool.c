@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define POOL_MAX_THREADS  8
-#define JOB_LEASE_MS      5000
+#define JOB_LEASE_MS      10000
 #define HEALTHY_CHECK_MS  2000
 #define PROCESSOR_IDLE_MS 250
 
@@ -137,6 +137,7 @@ static void set_health(struct store_pool *p, int connected, double ms)
 /* Wait up to `ms` or until kicked/stopping. Returns non-zero when stopping. */
 static int processor_wait(struct store_pool *p, int64_t ms)
 {
+    if (ms < 0) ms = 0; /* a slow check may overrun the deadline it was given */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += ms / 1000;
@@ -144,7 +145,7 @@ static int processor_wait(struct store_pool *p, int64_t ms)
     if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
     pthread_mutex_lock(&p->mu);
     while (!p->stopping && !p->kicked) {
-        if (pthread_cond_timedwait(&p->proc_cv, &p->mu, &until) == ETIMEDOUT) break;
+        if (pthread_cond_timedwait(&p->proc_cv, &p->mu, &until) != 0) break;
     }
     p->kicked = 0;
     int stop = p->stopping;
