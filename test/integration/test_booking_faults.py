@@ -470,6 +470,12 @@ def test_database_lost_mid_run(ferretdb_factory, make_server, backend, workdir):
             fd.kill()
             wait_for(lambda: _health_everywhere(api, 503), scaled(15), interval=0.2,
                      what="/api/health 503 (every worker) after the database died")
+            # The kernel may have sent every probe above to one worker: health is each
+            # worker's last background check, so wait until every worker has noticed.
+            wpids = [c["pid"] for c in srv.status()["children"] if c["role"] == "worker"]
+            wait_for(lambda: all(("%d] database unreachable" % p) in srv.log_text()
+                                 for p in wpids), scaled(15), interval=0.2,
+                     what="every worker logs the database as unreachable")
             _health_keeps_answering(srv, api, scaled(6))
             _assert_degraded(api, event)
         else:
