@@ -8,6 +8,10 @@
 # connections for DURATION seconds (default 10). Prints requests/s and p99 for
 # each and the svcd/nginx ratios. Not run by `make test`; never asserts.
 #
+# TLS=1 runs the same over TLS on both (one P-256 certificate, TLS 1.3, new
+# connections are rare since wrk keeps them alive: it measures the record layer
+# and, for svcd, its plaintext shuttle — see worker/tls.c).
+#
 # Usage: bench/http_health.sh            (DURATION=5 bench/http_health.sh for a quick look)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +19,7 @@ ROOT=$PWD
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-"64 256"}
 THREADS=${THREADS:-2}
+TLS=${TLS:-0}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -42,9 +47,24 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+if [ "$TLS" = 1 ]; then
+  SCHEME=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+  SVCD_TLS="
+    tls: { cert: $TMP/cert.pem, key: $TMP/key.pem }"
+  NGINX_TLS=" ssl;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3"
+else
+  SCHEME=http; SVCD_TLS=""; NGINX_TLS=""
+fi
+CURL_K=""; [ "$TLS" = 1 ] && CURL_K="-k"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url
-  for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
+  for _ in $(seq 200); do curl $CURL_K -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done
   echo "bench: $1 never answered" >&2; exit 1
 }
 
@@ -54,7 +74,7 @@ mkdir -p "$TMP/svcd"
 cat >"$TMP/svcd/svcd.yaml" <<EOF
 env: development
 listen:
-  - address: 127.0.0.1:$SP
+  - address: 127.0.0.1:$SP$SVCD_TLS
 workers: 2
 run_dir: run
 limits: { connections: 10000 }
@@ -64,7 +84,7 @@ EOF
 env -u PORT -u NODE_ENV -u NOTIFY_SOCKET "$(cd "$ROOT" && realpath "$BUILD")/svcd" -c "$TMP/svcd/svcd.yaml" \
   >"$TMP/svcd/stdout" 2>"$TMP/svcd/stderr" &
 SVCD_PID=$!
-wait_http "http://127.0.0.1:$SP/health"
+wait_http "$SCHEME://127.0.0.1:$SP/health"
 
 # --- nginx
 NP=$(free_port)
@@ -84,7 +104,7 @@ http {
   scgi_temp_path $TMP/nginx/scgi;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:$NP;
+    listen 127.0.0.1:$NP$NGINX_TLS;
     location = /health {
       default_type application/json;
       return 200 '{"status":"OK","service":"alive","uptime":1.0,"timestamp":"2025-01-01T00:00:00.000Z"}';
@@ -94,7 +114,7 @@ http {
 EOF
 "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/stdout" 2>&1 &
 NGINX_PID=$!
-wait_http "http://127.0.0.1:$NP/health"
+wait_http "$SCHEME://127.0.0.1:$NP/health"
 
 # wrk --latency prints "Requests/sec: N" and a percentile table with "99%  1.23ms".
 to_ms() { # 1.23ms | 456.00us | 1.2s
@@ -114,14 +134,14 @@ run_wrk() { # url conns -> "rps p99ms"
   echo "$rps $(to_ms "$p99")"
 }
 
-echo "GET /health, ${DURATION}s per run, wrk -t$THREADS, $(nproc) CPUs (client and servers share them)"
+echo "GET $SCHEME /health, ${DURATION}s per run, wrk -t$THREADS, $(nproc) CPUs (client and servers share them)"
 printf "%-6s %14s %12s %14s %12s %10s %10s\n" conns "svcd req/s" "svcd p99ms" "nginx req/s" "nginx p99ms" "rps ratio" "p99 ratio"
 for c in $CONNS; do
   # warm-up, then measure; alternate so neither gets a cold or hot machine only
-  timeout 10 wrk -t1 -c8 -d1s "http://127.0.0.1:$SP/health" >/dev/null
-  read -r s_rps s_p99 < <(run_wrk "http://127.0.0.1:$SP/health" "$c")
-  timeout 10 wrk -t1 -c8 -d1s "http://127.0.0.1:$NP/health" >/dev/null
-  read -r n_rps n_p99 < <(run_wrk "http://127.0.0.1:$NP/health" "$c")
+  timeout 10 wrk -t1 -c8 -d1s "$SCHEME://127.0.0.1:$SP/health" >/dev/null
+  read -r s_rps s_p99 < <(run_wrk "$SCHEME://127.0.0.1:$SP/health" "$c")
+  timeout 10 wrk -t1 -c8 -d1s "$SCHEME://127.0.0.1:$NP/health" >/dev/null
+  read -r n_rps n_p99 < <(run_wrk "$SCHEME://127.0.0.1:$NP/health" "$c")
   python3 - "$c" "$s_rps" "$s_p99" "$n_rps" "$n_p99" <<'EOF'
 import sys
 c, s_rps, s_p99, n_rps, n_p99 = sys.argv[1], *map(float, sys.argv[2:])

@@ -12,6 +12,7 @@
 #include "../common/ipc.h"
 #include "../common/log.h"
 #include "../coordinator/coordinator.h"
+#include "../worker/tls.h"
 #include "../worker/worker.h"
 
 #include <errno.h>
@@ -135,6 +136,17 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
         master_child_after_fork(m, chan[1]);
         child_log_role(c);
         s->pid = (int32_t)getpid();
+        /* TLS keys are often readable by root only: load them before the drop,
+         * from this generation's configuration (a reload re-reads them). */
+        struct tls_server *tls = NULL;
+        if (c->role == SB_WORKER) {
+            char terr[512];
+            tls = tls_server_load(m->cfg, terr, sizeof(terr));
+            if (!tls && terr[0]) {
+                log_error("%s; this worker cannot serve TLS and exits", terr);
+                exit(1);
+            }
+        }
         if (drop_privileges(m->cfg) < 0) exit(1);
         int rc;
         if (c->role == SB_WORKER) {
@@ -146,7 +158,8 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
                                     .index = c->index,
                                     .generation = c->generation,
                                     .master_fd = chan[1],
-                                    .coord_fd = worker_link};
+                                    .coord_fd = worker_link,
+                                    .tls = tls};
             rc = worker_main(&a);
         } else {
             for (int i = 0; i < m->nlisten; i++) close(m->listen_fds[i]);

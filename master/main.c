@@ -8,6 +8,7 @@
  */
 #include "master.h"
 #include "../common/log.h"
+#include "../worker/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,16 +130,19 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    /* TLS keys are validated (files, key matches cert) but termination is not built
-     * yet: refuse rather than serve plain HTTP on a port the operator meant for TLS. */
-    for (int i = 0; i < cfg->nlisten; i++) {
-        if (!cfg->listen[i].tls) continue;
-        fprintf(stderr,
-                "svcd: %s: listen %s asks for TLS, which this version of svcd does not "
-                "terminate yet; terminate TLS in front of svcd (or remove tls:)\n",
-                cfg->path, cfg->listen[i].address);
-        free(cfg);
-        return 1;
+    /* TLS: the loader checked the files and that the key matches the certificate;
+     * build the contexts once here too, so what OpenSSL itself refuses (a chain it
+     * cannot parse, a key type it will not use) stops start-up with its reason
+     * instead of a crash-looping worker. Workers load their own after fork. */
+    {
+        char terr[512];
+        struct tls_server *ts = tls_server_load(cfg, terr, sizeof(terr));
+        tls_server_free(ts);
+        if (!ts && terr[0]) {
+            fprintf(stderr, "svcd: %s: %s\n", cfg->path, terr);
+            free(cfg);
+            return 1;
+        }
     }
 
     if (cfg->log.file[0]) {

@@ -10,6 +10,7 @@
  */
 #include "master.h"
 #include "../common/log.h"
+#include "../worker/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -200,6 +201,20 @@ int master_request_reload(struct master *m, struct buf *errors)
         return -2;
     }
     config_errors_free(&errs);
+    {
+        /* renewed certificates: the new generation loads them; refuse now what
+         * OpenSSL would refuse in every new worker */
+        char terr[512];
+        struct tls_server *ts = tls_server_load(nc, terr, sizeof(terr));
+        tls_server_free(ts);
+        if (!ts && terr[0]) {
+            buf_printf(errors, "%s; svcd keeps running with the previous configuration", terr);
+            log_error("reload: %s", terr);
+            free(nc);
+            notify_ready("running; reload rejected (TLS)");
+            return -2;
+        }
+    }
     if (strcmp(nc->run_dir, m->cfg->run_dir) != 0 || strcmp(nc->user, m->cfg->user) != 0) {
         log_warn("reload: run_dir and user changes take effect only after a restart");
         snprintf(nc->run_dir, sizeof(nc->run_dir), "%s", m->cfg->run_dir);

@@ -89,6 +89,7 @@ struct http_conn {
     struct sockaddr_storage peer;
     socklen_t peerlen;
     char remote[INET6_ADDRSTRLEN];
+    int tls; /* the plaintext end of a TLS connection (tls.c) */
 
     int close_after; /* close once the queued response is written */
     int peer_eof;    /* the client shut down its side */
@@ -773,6 +774,19 @@ int http_conn_accept(struct worker_ctx *w, int fd, const struct sockaddr *sa, so
     conn_arm(c, w->cfg->timeouts.keepalive_ms);
     conn_run(c);
     return 0;
+}
+
+int http_conn_accept_tls(struct worker_ctx *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    if (http_conn_accept(w, fd, sa, salen) < 0) return -1;
+    struct http_conn *c = w->conns; /* accept puts the new connection first */
+    if (c && c->fd == fd) c->tls = 1;
+    return 0;
+}
+
+int http_conn_is_tls(const struct http_conn *c)
+{
+    return c->tls;
 }
 
 int http_conn_adopt(struct worker_ctx *w, int fd, const void *bytes, size_t len)

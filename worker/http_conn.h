@@ -17,6 +17,13 @@
  * closed) when out of memory. */
 int http_conn_accept(struct worker_ctx *w, int fd, const struct sockaddr *sa, socklen_t salen);
 
+/* The same for the plaintext end of a TLS connection (tls.c): sa is the TLS
+ * client's address; the request is marked as arriving over TLS. */
+int http_conn_accept_tls(struct worker_ctx *w, int fd, const struct sockaddr *sa, socklen_t salen);
+
+/* Did this connection arrive over TLS (X-Forwarded-Proto, logs)? */
+int http_conn_is_tls(const struct http_conn *c);
+
 /* A client socket handed over by another worker (Socket.IO hand-off, see
  * docs/socketio.md) with the request bytes that worker had already read: served
  * as if accepted here and those bytes had just arrived. Returns 0 or -1. */

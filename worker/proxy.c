@@ -493,7 +493,8 @@ static void build_upstream_head(struct pxy *px)
         buf_printf(b, "X-Forwarded-For: %s, %s\r\n", xff, remote);
     else
         buf_printf(b, "X-Forwarded-For: %s\r\n", remote);
-    buf_puts(b, "X-Forwarded-Proto: http\r\n");
+    buf_puts(b, http_conn_is_tls(r->conn) ? "X-Forwarded-Proto: https\r\n"
+                                          : "X-Forwarded-Proto: http\r\n");
     if (host) put_header(b, "X-Forwarded-Host", 16, host, strlen(host));
     if (px->req_mode == BM_CHUNKED) buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (r->upgrade) {

@@ -30,6 +30,7 @@
 #include "preview.h"
 #include "proxy.h"
 #include "sio.h"
+#include "tls.h"
 
 #define ACCEPT_BATCH   64  /* accepts per wakeup: fairness between workers and conns */
 #define ACCEPT_RETRY_S 0.1 /* after EMFILE/ENFILE: let connections close first */
@@ -71,7 +72,8 @@ static void accept_stop(struct worker_ctx *w)
 
 static int at_limit(const struct worker_ctx *w)
 {
-    return w->cfg->limits.connections && w->nconns >= w->cfg->limits.connections;
+    return w->cfg->limits.connections &&
+           w->nconns + w->ntls_handshake >= w->cfg->limits.connections;
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
@@ -116,7 +118,11 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         int one = 1;
         if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        http_conn_accept(w, fd, (struct sockaddr *)&ss, len);
+        int li = (int)(io - w->accept_io);
+        if (tls_listener(w->tls, li))
+            tls_accept(w, li, fd, (struct sockaddr *)&ss, len);
+        else
+            http_conn_accept(w, fd, (struct sockaddr *)&ss, len);
     }
 }
 
@@ -129,7 +135,7 @@ static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
 void worker_conn_closed(struct worker_ctx *w)
 {
     if (w->draining) {
-        if (w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
+        if (w->nconns == 0 && w->ntls == 0) ev_break(w->loop, EVBREAK_ALL);
         return;
     }
     if (!w->accepting && !ev_is_active(&w->accept_retry) && !at_limit(w)) accept_start(w);
@@ -147,7 +153,8 @@ static void begin_drain(struct worker_ctx *w, const char *why)
     log_info("draining (%s): %zu connection(s) open", why, w->nconns);
     sio_drain(w); /* Socket.IO clients: WebSocket close 1001 / Engine.IO close */
     http_conn_drain_all(w);
-    if (w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
+    tls_drain_all(w); /* handshakes in progress close; open ones end with their HTTP side */
+    if (w->nconns == 0 && w->ntls == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
@@ -276,6 +283,7 @@ int worker_main(const struct worker_args *a)
     w->master_fd = a->master_fd;
     w->coord_fd = -1;
     w->nlisten = a->nlisten < CONFIG_MAX_LISTEN ? a->nlisten : CONFIG_MAX_LISTEN;
+    w->tls = a->tls;
     heartbeat_now(w);
 
     /* The master owns these signals; a worker must not die of them. */
@@ -347,6 +355,9 @@ int worker_main(const struct worker_args *a)
 
     /* Drained (or the loop ran out of watchers): release everything. */
     http_conn_close_all(w);
+    tls_close_all(w);
+    tls_server_free(w->tls);
+    w->tls = NULL;
     proxy_shutdown(w);
     preview_shutdown(w);
     store_pool_stop(w->pool); /* running jobs finish or stay leased for a retry */

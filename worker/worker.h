@@ -27,8 +27,9 @@ struct worker_args {
     int slot;  /* index into sb->slot[] this worker owns */
     int index; /* worker number within its generation, 0-based */
     int generation;
-    int master_fd; /* ipc channel to the master (frames, see ipc.h) */
-    int coord_fd;  /* ipc link to the coordinator, -1 if none yet */
+    int master_fd;          /* ipc channel to the master (frames, see ipc.h) */
+    int coord_fd;           /* ipc link to the coordinator, -1 if none yet */
+    struct tls_server *tls; /* TLS contexts of cfg's TLS listeners, or NULL (tls.h) */
 };
 
 /* Run the worker until drained; returns the process exit status. */

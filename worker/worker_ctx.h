@@ -23,6 +23,8 @@ struct store_pool;
 struct proxy_ctx;
 struct preview_ctx;
 struct sio_ctx;
+struct tls_server;
+struct tls_conn;
 
 struct worker_ctx {
     const struct svcd_config *cfg;
@@ -62,6 +64,12 @@ struct worker_ctx {
 
     /* Socket.IO / Engine.IO sessions and the chat (sio.h, issue 5) */
     struct sio_ctx *sio;
+
+    /* TLS termination (tls.h): contexts per TLS listener, loaded before the
+     * privilege drop; the shuttles of open TLS connections */
+    struct tls_server *tls;
+    struct tls_conn *tls_conns;
+    size_t ntls, ntls_handshake;
 
     /* cached IMF-fixdate for the Date header, refreshed once per second */
     time_t date_sec;
