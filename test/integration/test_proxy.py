@@ -368,6 +368,23 @@ def test_request_multiple_connection_lines_and_xff_lines(env):
         "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"], seen
 
 
+def test_stale_pooled_connection_retried_once(env):
+    """The pooled upstream connection is dropped by the upstream when reused
+    (closed without a byte of answer): a bodiless request is retried once on a
+    fresh connection and succeeds; a request with a body is not replayed (502)."""
+    with requests.Session() as sess:
+        r1 = sess.get(env.url("/api/legacy/oncepercon"), timeout=10)
+        assert r1.status_code == 200, r1.text
+        r2 = sess.get(env.url("/api/legacy/oncepercon"), timeout=10)  # reuses r1's connection
+        assert r2.status_code == 200, r2.text
+        assert r2.json()["client_port"] != r1.json()["client_port"]
+        r3 = sess.post(env.url("/api/legacy/oncepercon"), data=b"x" * 100, timeout=10)
+        assert r3.status_code == 502, r3.text
+        e = error_json(r3.content)
+        assert e["code"] == "UPSTREAM_UNAVAILABLE" and "without answering" in e["message"]
+    assert_workers_intact(env)
+
+
 def test_connect_timeout_is_504(make_server):
     """An upstream whose accept queue is full never completes the handshake
     (the kernel drops the SYNs): after proxy.health.timeout svcd answers 504."""

@@ -24,6 +24,10 @@ Paths (any prefix before the last segment is ignored, so /api/legacy/echo and
                    TE) next to end-to-end ones (X-End-1, X-End-2)
   /badchunk        a chunked response whose second chunk size is not hex, then
                    nothing (connection left open)
+  /oncepercon      answers (like /hello) only as the first request of its
+                   connection; a later request on the same connection is read and
+                   the connection closed without an answer (a keep-alive connection
+                   the upstream dropped just as the proxy reused it)
   /bighead?n=N     a response head of N (default 80) headers of 1 KiB each
 """
 import hashlib
@@ -92,7 +96,13 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = parse_qs(u.query)
         name = u.path.rstrip("/").rsplit("/", 1)[-1]
-        if name == "hello":
+        self.nreq = getattr(self, "nreq", 0) + 1  # requests on this connection
+        if name == "oncepercon" and self.nreq > 1:
+            for _ in self.read_body_chunks():
+                pass
+            self.close_connection = True
+            return
+        if name in ("hello", "oncepercon"):
             for _ in self.read_body_chunks():
                 pass
             self.send_json(200, {"method": self.command, "path": self.path,
