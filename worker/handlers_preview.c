@@ -146,7 +146,7 @@ void handle_preview_status(struct http_request *req)
     struct buf *b = resp_body(req);
     buf_printf(b, "{\"available\":%s,\"server\":", e && e->up ? "true" : "false");
     if (e)
-        preview_entry_json(e, b);
+        preview_status_json(e, b);
     else
         buf_puts(b, "null");
     buf_puts(b, "}");

@@ -332,16 +332,30 @@ void preview_on_frame(struct worker_ctx *w, uint8_t type, const char *payload, s
 
 /* ---- JSON views ------------------------------------------------------------------- */
 
-void preview_entry_json(const struct preview_entry *e, struct buf *b)
+/* "port":..,"type":..,"url":..,"iframeUrl":..,"startedAt":.. (no braces) */
+static void entry_core(const struct preview_entry *e, struct buf *b)
 {
     char started[40];
     resp_iso8601(e->started_ms, started, sizeof(started));
-    buf_printf(b, "{\"port\":%d,\"type\":", e->port);
+    buf_printf(b, "\"port\":%d,\"type\":", e->port);
     buf_json_str(b, e->type);
     buf_printf(b, ",\"url\":\"/preview/%s/%s/\",\"iframeUrl\":\"/preview/%s/%s/\",", e->project,
                e->user, e->project, e->user);
-    buf_printf(b, "\"startedAt\":\"%s\",\"up\":%s,\"projectId\":", started,
-               e->up ? "true" : "false");
+    buf_printf(b, "\"startedAt\":\"%s\"", started);
+}
+
+void preview_status_json(const struct preview_entry *e, struct buf *b)
+{
+    buf_puts(b, "{");
+    entry_core(e, b);
+    buf_puts(b, "}");
+}
+
+void preview_entry_json(const struct preview_entry *e, struct buf *b)
+{
+    buf_puts(b, "{");
+    entry_core(e, b);
+    buf_printf(b, ",\"up\":%s,\"projectId\":", e->up ? "true" : "false");
     buf_json_str(b, e->project);
     buf_puts(b, ",\"userId\":");
     buf_json_str(b, e->user);

@@ -55,8 +55,11 @@ void preview_mark_down(struct worker_ctx *w, const char *project, const char *us
 void preview_tunnel_opened(struct worker_ctx *w, const char *id, const char *json);
 void preview_tunnel_closed(struct worker_ctx *w, const char *id);
 
-/* Entry as the API shows it: {"port","type","url","iframeUrl","startedAt","up",...} */
+/* Entry as the admin API shows it (GET/POST /api/preview-servers):
+ * {"port","type","url","iframeUrl","startedAt","up","projectId","userId","source"} */
 void preview_entry_json(const struct preview_entry *e, struct buf *out);
+/* Exactly SPEC §6's preview-status server: {"port","type","url","iframeUrl","startedAt"} */
+void preview_status_json(const struct preview_entry *e, struct buf *out);
 /* Every entry as a JSON array. */
 void preview_list_json(struct worker_ctx *w, struct buf *out);
 

@@ -55,7 +55,7 @@
 
 #define PX_HIGH         (256 * 1024) /* buffered bytes per direction before reading pauses */
 #define PX_READ         (64 * 1024)
-#define PX_HEAD_MAX     (64 * 1024) /* upstream response head */
+#define PX_HEAD_MAX     PROXY_HEAD_MAX /* upstream response head */
 #define PX_MAX_HEADERS  128
 #define POOL_MAX_IDLE   256  /* idle upstream connections per worker, all upstreams */
 #define POOL_IDLE_S     30.0 /* an idle pooled connection is closed after this */
@@ -248,7 +248,7 @@ struct pxy {
     http_parser rp;
     struct buf rhead; /* reason phrase, then header names and values */
     struct hdr_off rh[PX_MAX_HEADERS];
-    int nrh, rh_state, rh_overflow;
+    int nrh, rh_state, rh_overflow, rh_toolarge;
     uint32_t reason_off, reason_len;
     int head_done; /* final response head parsed */
     int head_sent; /* something went to the client: no error page possible any more */
@@ -356,7 +356,10 @@ enum { RH_NONE, RH_FIELD, RH_VALUE };
 static int rp_on_status(http_parser *p, const char *at, size_t len)
 {
     struct pxy *px = p->data;
-    if (px->rhead.len + len > PX_HEAD_MAX) return -1;
+    if (px->rhead.len + len > PX_HEAD_MAX) {
+        px->rh_toolarge = 1;
+        return -1;
+    }
     if (!px->reason_len) px->reason_off = (uint32_t)px->rhead.len;
     buf_append(&px->rhead, at, len);
     px->reason_len += (uint32_t)len;
@@ -366,7 +369,10 @@ static int rp_on_status(http_parser *p, const char *at, size_t len)
 static int rp_on_field(http_parser *p, const char *at, size_t len)
 {
     struct pxy *px = p->data;
-    if (px->rhead.len + len > PX_HEAD_MAX) return -1;
+    if (px->rhead.len + len > PX_HEAD_MAX) {
+        px->rh_toolarge = 1;
+        return -1;
+    }
     if (px->rh_state != RH_FIELD) {
         if (px->nrh == PX_MAX_HEADERS) {
             px->rh_overflow = 1;
@@ -385,7 +391,10 @@ static int rp_on_field(http_parser *p, const char *at, size_t len)
 static int rp_on_value(http_parser *p, const char *at, size_t len)
 {
     struct pxy *px = p->data;
-    if (px->rhead.len + len > PX_HEAD_MAX) return -1;
+    if (px->rhead.len + len > PX_HEAD_MAX) {
+        px->rh_toolarge = 1;
+        return -1;
+    }
     struct hdr_off *h = &px->rh[px->nrh - 1];
     if (px->rh_state != RH_VALUE) {
         h->value_off = (uint32_t)px->rhead.len;
@@ -423,6 +432,7 @@ static void rp_reset(struct pxy *px)
     px->nrh = 0;
     px->rh_state = RH_NONE;
     px->rh_overflow = 0;
+    px->rh_toolarge = 0;
     px->reason_off = px->reason_len = 0;
 }
 
@@ -433,18 +443,31 @@ static int name_is(const char *name, size_t len, const char *lit)
     return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
-/* Is `name` one of the comma-separated tokens of a Connection header value? */
-static int in_connection_tokens(const char *conn, const char *name, size_t len)
+/* Is `name` one of the comma-separated tokens of a Connection header value
+ * (conn[0..clen))? */
+static int in_tokens(const char *conn, size_t clen, const char *name, size_t len)
 {
     if (!conn) return 0;
-    const char *p = conn;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+    const char *p = conn, *end = conn + clen;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
         const char *s = p;
-        while (*p && *p != ',') p++;
+        while (p < end && *p != ',') p++;
         const char *e = p;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-        if ((size_t)(e - s) == len && strncasecmp(s, name, len) == 0) return 1;
+        if (e > s && (size_t)(e - s) == len && strncasecmp(s, name, len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Is `name` listed in any of the request's Connection header lines? */
+static int req_connection_lists(const struct http_request *r, const char *name, size_t len)
+{
+    for (int i = 0; i < r->nheaders; i++) {
+        const struct http_header *h = &r->headers[i];
+        if (name_is(h->name, h->name_len, "connection") &&
+            in_tokens(h->value, h->value_len, name, len))
+            return 1;
     }
     return 0;
 }
@@ -474,9 +497,7 @@ static void build_upstream_head(struct pxy *px)
 {
     struct http_request *r = px->req;
     struct buf *b = &px->uhead;
-    const char *conn = http_request_header(r, "Connection");
     const char *host = http_request_header(r, "Host");
-    const char *xff = http_request_header(r, "X-Forwarded-For");
     buf_printf(b, "%s %s HTTP/1.1\r\nHost: %s\r\n", r->method_str, r->url, px->t.hostport);
     for (int i = 0; i < r->nheaders; i++) {
         const struct http_header *h = &r->headers[i];
@@ -484,15 +505,28 @@ static void build_upstream_head(struct pxy *px)
             name_is(h->name, h->name_len, "x-forwarded-for") ||
             name_is(h->name, h->name_len, "x-forwarded-proto") ||
             name_is(h->name, h->name_len, "x-forwarded-host") ||
-            in_connection_tokens(conn, h->name, h->name_len))
+            req_connection_lists(r, h->name, h->name_len))
             continue;
         put_header(b, h->name, h->name_len, h->value, h->value_len);
     }
+    /* every X-Forwarded-For line, in order, then this hop (RFC 9110 §5.3: repeated
+     * lines are one comma-separated list) */
     const char *remote = http_conn_remote(r->conn);
-    if (xff && *xff)
-        buf_printf(b, "X-Forwarded-For: %s, %s\r\n", xff, remote);
-    else
-        buf_printf(b, "X-Forwarded-For: %s\r\n", remote);
+    buf_puts(b, "X-Forwarded-For: ");
+    for (int i = 0; i < r->nheaders; i++) {
+        const struct http_header *h = &r->headers[i];
+        if (!name_is(h->name, h->name_len, "x-forwarded-for")) continue;
+        size_t vl = h->value_len;
+        while (vl && (h->value[vl - 1] == ' ' || h->value[vl - 1] == '\t')) vl--;
+        if (!vl) continue;
+        size_t start = b->len;
+        buf_append(b, h->value, vl);
+        if (!buf_failed(b))
+            for (size_t k = start; k < b->len; k++)
+                if (b->data[k] == '\r' || b->data[k] == '\n') b->data[k] = ' ';
+        buf_puts(b, ", ");
+    }
+    buf_printf(b, "%s\r\n", remote);
     buf_puts(b, http_conn_is_tls(r->conn) ? "X-Forwarded-Proto: https\r\n"
                                           : "X-Forwarded-Proto: http\r\n");
     if (host) put_header(b, "X-Forwarded-Host", 16, host, strlen(host));
@@ -644,23 +678,25 @@ static void px_start_tunnel(struct pxy *px)
     /* A pooled connection can be reused for a tunnel, but never returned. */
 }
 
+/* Is `name` listed in any of the response's Connection header lines? */
+static int resp_connection_lists(const struct pxy *px, const char *name, size_t len)
+{
+    const char *base = px->rhead.data ? px->rhead.data : "";
+    for (int i = 0; i < px->nrh; i++) {
+        const struct hdr_off *h = &px->rh[i];
+        if (name_is(base + h->name_off, h->name_len, "connection") &&
+            in_tokens(base + h->value_off, h->value_len, name, len))
+            return 1;
+    }
+    return 0;
+}
+
 /* The final response head arrived: decide its framing and queue the client's head. */
 static int px_on_head(struct pxy *px)
 {
     struct http_request *r = px->req;
     int status = px->rp.status_code;
     const char *base = px->rhead.data ? px->rhead.data : "";
-
-    /* Connection header value of the response, for token filtering. */
-    char conn[256] = "";
-    for (int i = 0; i < px->nrh; i++) {
-        struct hdr_off *h = &px->rh[i];
-        if (name_is(base + h->name_off, h->name_len, "connection")) {
-            size_t n = h->value_len < sizeof(conn) - 1 ? h->value_len : sizeof(conn) - 1;
-            memcpy(conn, base + h->value_off, n);
-            conn[n] = '\0';
-        }
-    }
 
     if (status >= 100 && status < 200 && status != 101) {
         /* Interim (100 Continue, 103 Early Hints): pass to HTTP/1.1 clients, then
@@ -725,7 +761,7 @@ static int px_on_head(struct pxy *px)
         const char *name = base + h->name_off;
         if (upgraded && name_is(name, h->name_len, "upgrade")) {
             /* kept: the client needs to see what it switched to */
-        } else if (hop_by_hop(name, h->name_len) || in_connection_tokens(conn, name, h->name_len)) {
+        } else if (hop_by_hop(name, h->name_len) || resp_connection_lists(px, name, h->name_len)) {
             continue;
         }
         /* a framed body keeps its Content-Length; a decoded/rechunked one must not */
@@ -771,7 +807,8 @@ static int px_pump_response(struct pxy *px)
                 px_fail(px, 0, 502, "UPSTREAM_INVALID_RESPONSE",
                         "upstream sent an invalid HTTP response (%s%s)",
                         px->rh_overflow ? "too many header fields" : http_errno_description(e),
-                        px->rhead.len >= PX_HEAD_MAX ? ", head too large" : "");
+                        px->rh_toolarge || e == HPE_HEADER_OVERFLOW ? ", head larger than 64 KiB"
+                                                                    : "");
                 return -1;
             }
             break; /* need more bytes */
@@ -1114,6 +1151,12 @@ static void px_run(struct pxy *px)
 static void px_end(struct pxy *px)
 {
     struct http_request *req = px->req;
+    if (req && px->cout_pos < px->cout.len) {
+        /* best effort, non-blocking: what was framed before the failure (a head
+         * and valid body bytes) still goes out before the close */
+        int progress = 0;
+        (void)flush_to(px->cfd, &px->cout, &px->cout_pos, &progress);
+    }
     int status = px->status ? px->status : 502;
     unsigned long long bytes = px->bytes_out;
     px->req = NULL;

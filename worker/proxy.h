@@ -19,6 +19,9 @@
 #include "http_request.h"
 #include "worker_ctx.h"
 
+/* Largest upstream response head accepted (status line and fields); larger -> 502. */
+#define PROXY_HEAD_MAX (64 * 1024)
+
 struct proxy_target {
     struct sockaddr_storage addr;
     socklen_t addrlen;

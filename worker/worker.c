@@ -296,8 +296,11 @@ int worker_main(const struct worker_args *a)
     sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_UNBLOCK, &mask, NULL);
 
-    /* http_parser's own head limit backs up the byte count in http_conn.c. */
+    /* http_parser's own head limit (one global for every parser) backs up the
+     * byte count in http_conn.c for requests and the one in proxy.c for upstream
+     * response heads: the larger of the two. */
     uint64_t hlimit = w->cfg->limits.header;
+    if (hlimit > 0 && hlimit < PROXY_HEAD_MAX + 1024) hlimit = PROXY_HEAD_MAX + 1024;
     http_parser_set_max_header_size(hlimit > 0 && hlimit < UINT32_MAX ? (uint32_t)hlimit
                                                                       : UINT32_MAX);
 

@@ -50,7 +50,9 @@ def test_app_started_registered_and_proxied(make_server):
     s = make_server({"proxy": FAST_HEALTH, "apps": [app_cfg(port)]})
     wait_for(lambda: status(s)["available"], scaled(15), what="the app's preview registered")
     srv = status(s)["server"]
-    assert srv["port"] == port and srv["source"] == "app:web"
+    assert srv["port"] == port
+    listed = requests.get(s.url("/api/preview-servers"), timeout=5).json()["servers"]
+    assert [(x["port"], x["source"]) for x in listed] == [(port, "app:web")]
     r = requests.get(s.url("/preview/demo/alice/hello"), timeout=5)
     assert r.status_code == 200 and r.json()["headers"]["host"] == "127.0.0.1:%d" % port
     apps = apps_of(s)
@@ -161,3 +163,42 @@ def test_app_without_preview_is_not_registered(make_server):
     wait_for(lambda: apps_of(s)[0]["state"] == "online", scaled(15), what="online")
     assert apps_of(s)[0]["registered"] is False
     assert requests.get(s.url("/api/preview-servers"), timeout=5).json()["servers"] == []
+
+
+def test_app_restart_always_restarts_clean_exit(make_server):
+    """restart: always also restarts an app that exits 0 (on-failure does not:
+    test_app_on_failure_clean_exit_not_restarted), and it is registered again."""
+    port = free_port()
+    s = make_server({"proxy": FAST_HEALTH,
+                     "apps": [app_cfg(port, extra="--exit-after 1.0 0", restart="always")]})
+    wait_for(lambda: apps_of(s)[0]["restarts"] >= 1, scaled(15), what="a restart after exit 0")
+    a = apps_of(s)[0]
+    assert a["last_exit"] == "exit status 0", a
+    wait_for(lambda: status(s)["available"], scaled(10), what="registered again after the restart")
+    assert app_log(s).count("svcd: starting app web") >= 2
+    assert app_log(s).count("exiting with 0") >= 1
+
+
+def test_app_not_registered_before_its_port_answers(make_server):
+    """An app that binds its port only after 3 s is not a preview before that:
+    preview-status stays {available: false, server: null} and svc status says
+    not registered; once it listens, it is registered and proxied."""
+    port = free_port()
+    s = make_server({"proxy": FAST_HEALTH,
+                     "apps": [app_cfg(port, extra="--listen-after 3")]})
+    wait_for(lambda: "app_server argv-port" in app_log(s), scaled(15), what="the app running")
+    checks = 0
+    deadline = time.monotonic() + scaled(20)
+    while time.monotonic() < deadline:
+        st = status(s)  # first the status, then the log: "binding now" is printed before the
+        a = apps_of(s)[0]  # bind, so while it is absent the port could not answer at `st`
+        if "binding now" in app_log(s):
+            break
+        assert st == {"available": False, "server": None}, st
+        assert a["registered"] is False and a["state"] != "online", a
+        checks += 1
+        time.sleep(0.1)
+    assert checks >= 5, "too few checks before the app listened (%d)" % checks
+    wait_for(lambda: status(s)["available"], scaled(10), what="registered once it listens")
+    assert apps_of(s)[0]["registered"] is True
+    assert requests.get(s.url("/preview/demo/alice/hello"), timeout=5).status_code == 200

@@ -1,6 +1,7 @@
 """Preview registry, preview proxy, liveness and the loading page (SPEC §6,
 seeds 001/002): the seed's "stop Vite, reload, proxy errors forever" scenario
 must end in a loading page that recovers by itself."""
+import datetime
 import os
 import signal
 import subprocess
@@ -8,7 +9,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import error_json, free_port, scaled, wait_for
+from conftest import ADMIN_TOKEN, error_json, free_port, scaled, wait_for
 from helpers.peers import HoldClient, peers, ws_client  # noqa: F401 (fixture)
 
 FAST_HEALTH = {"proxy": {"routes": [], "health": {"interval": "500ms", "timeout": "300ms"}}}
@@ -237,3 +238,164 @@ def test_reload_drains_tunnels_and_keeps_the_registry(make_server, peers, tmp_pa
         assert [e["event"] for e in events][-1] == "close" and events[-1]["code"] == 1000
     finally:
         hold.stop()
+
+
+# ---- admin-only endpoints seen from a non-loopback peer -------------------------------
+
+LO_EXTRA = "198.18.0.1"  # benchmark-testing range (RFC 2544), only used when eth has none
+
+
+@pytest.fixture
+def non_loopback_ipv4():
+    """A local IPv4 address outside 127/8: connecting to it from this host makes
+    the peer address that same (non-loopback) address. The host's own when it has
+    one; otherwise LO_EXTRA/32 added to lo for the test (iproute2, root)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True, check=True).stdout
+    addrs = [ln.split()[3].split("/")[0] for ln in out.splitlines() if " inet " in ln]
+    if addrs:
+        yield addrs[0]
+        return
+    subprocess.run(["ip", "addr", "add", LO_EXTRA + "/32", "dev", "lo"], check=True)
+    try:
+        yield LO_EXTRA
+    finally:
+        subprocess.run(["ip", "addr", "del", LO_EXTRA + "/32", "dev", "lo"], check=False)
+
+
+def test_admin_preview_api_refuses_non_loopback_peer(make_server, peers, workdir,
+                                                     non_loopback_ipv4):
+    """POST/DELETE /api/preview-servers, GET /api/preview-servers and
+    /debug/connections are admin: from a non-loopback peer 403 without the admin
+    Bearer token (or with a wrong one), accepted with it. preview-status is public."""
+    ip = non_loopback_ipv4
+    ext_port = free_port()
+    # a second listener on that address only for this test (the usual one stays on loopback)
+    s = make_server(dict(FAST_HEALTH, listen=[{"address": "127.0.0.1:%d" % workdir.port},
+                                              {"address": "%s:%d" % (ip, ext_port)}]))
+    up = peers.upstream()
+    base = "http://%s:%d" % (ip, ext_port)
+    good = {"Authorization": "Bearer " + ADMIN_TOKEN}
+    bad = {"Authorization": "Bearer not-" + ADMIN_TOKEN}
+    body = {"projectId": "ext", "userId": "ivy", "port": up.port, "type": "vite"}
+
+    r = requests.get(base + "/api/preview-status/ext/ivy", timeout=5)  # public
+    assert r.status_code == 200 and r.json() == {"available": False, "server": None}
+    wait_for(lambda: 'access %s "GET /api/preview-status/ext/ivy" 200' % ip in s.log_text(),
+             scaled(5), what="the request logged with the non-loopback peer address")
+
+    for hdrs in ({}, bad):
+        r = requests.post(base + "/api/preview-servers", json=body, headers=hdrs, timeout=5)
+        assert r.status_code == 403, r.text
+        assert error_json(r.content)["code"] == "FORBIDDEN"
+        assert requests.get(base + "/api/preview-servers", headers=hdrs,
+                            timeout=5).status_code == 403
+        assert requests.get(base + "/debug/connections", headers=hdrs,
+                            timeout=5).status_code == 403
+    assert status(s, "ext", "ivy") == {"available": False, "server": None}  # nothing registered
+
+    r = requests.post(base + "/api/preview-servers", json=body, headers=good, timeout=5)
+    assert r.status_code == 201, r.text
+    on_every_worker(s, lambda: status(s, "ext", "ivy")["available"], "registered")
+    r = requests.get(base + "/api/preview-servers", headers=good, timeout=5)
+    assert r.status_code == 200 and [x["port"] for x in r.json()["servers"]] == [up.port]
+    r = requests.get(base + "/debug/connections", headers=good, timeout=5)
+    assert r.status_code == 200 and r.json()["totalConnections"] == 0
+
+    for hdrs in ({}, bad):
+        r = requests.delete(base + "/api/preview-servers/ext/ivy", headers=hdrs, timeout=5)
+        assert r.status_code == 403 and error_json(r.content)["code"] == "FORBIDDEN"
+    assert status(s, "ext", "ivy")["available"]  # still there
+    r = requests.delete(base + "/api/preview-servers/ext/ivy", headers=good, timeout=5)
+    assert r.status_code == 200 and r.json()["removed"] is True
+    on_every_worker(s, lambda: status(s, "ext", "ivy") == {"available": False, "server": None},
+                    "unregistered")
+    assert ADMIN_TOKEN not in s.log_text()
+
+
+# ---- response shapes (SPEC §6) ---------------------------------------------------------
+
+def iso_utc(v):
+    assert isinstance(v, str) and v.endswith("Z"), v
+    datetime.datetime.strptime(v[:19], "%Y-%m-%dT%H:%M:%S")
+    return v
+
+
+# /debug/connections may carry these diagnostics next to SPEC's keys (README):
+CONNS_EXTRA = {"listed", "partial", "note"}
+TUNNEL_KEYS = {"id", "key", "owner", "projectId", "userId", "upstream", "path", "remote",
+               "worker", "pid", "since"}
+
+
+def test_preview_status_and_debug_connections_shapes(make_server, peers, tmp_path):
+    s = make_server(FAST_HEALTH)
+    ws = peers.ws_server()
+    st = status(s, "demo", "jo")
+    assert st == {"available": False, "server": None}
+    d = requests.get(s.url("/debug/connections"), timeout=5).json()
+    assert d == {"totalConnections": 0, "owners": [], "connections": [], "listed": 0}, d
+    assert register(s, "demo", "jo", ws.port, "vite").status_code == 201
+    on_every_worker(s, lambda: status(s, "demo", "jo")["available"], "up")
+    st = status(s, "demo", "jo")
+    assert set(st) == {"available", "server"} and st["available"] is True
+    srv = st["server"]
+    assert set(srv) == {"port", "type", "url", "iframeUrl", "startedAt"}, srv
+    assert type(srv["port"]) is int and srv["port"] == ws.port
+    assert srv["type"] == "vite"
+    assert srv["url"] == "/preview/demo/jo/" and srv["iframeUrl"].startswith(srv["url"])
+    iso_utc(srv["startedAt"])
+
+    hold = HoldClient("ws://127.0.0.1:%d/preview/demo/jo/hmr" % s.wd.port,
+                      str(tmp_path / "hold.log"))
+    try:
+        wait_for(lambda: hold.has("hello"), scaled(10), what="ws connected")
+        wait_for(lambda: requests.get(s.url("/debug/connections"),
+                                      timeout=5).json()["totalConnections"] == 1,
+                 scaled(5), what="tracked")
+        d = requests.get(s.url("/debug/connections"), timeout=5).json()
+        assert {"totalConnections", "owners", "connections"} <= set(d), d
+        assert set(d) - {"totalConnections", "owners", "connections"} <= CONNS_EXTRA, d
+        assert type(d["totalConnections"]) is int and d["totalConnections"] == 1
+        assert d["owners"] == ["jo"]
+        assert isinstance(d["connections"], list) and len(d["connections"]) == 1
+        c = d["connections"][0]
+        assert set(c) == TUNNEL_KEYS, c
+        assert c["owner"] == "jo" and c["projectId"] == "demo" and c["userId"] == "jo"
+        assert c["key"] == "demo_jo" and c["path"] == "/preview/demo/jo/hmr"
+        assert c["upstream"] == "127.0.0.1:%d" % ws.port and c["remote"] == "127.0.0.1"
+        assert type(c["worker"]) is int and type(c["pid"]) is int and c["pid"] > 0
+        iso_utc(c["since"])
+    finally:
+        hold.stop()
+
+
+def test_delete_closes_the_previews_tunnels(make_server, peers, tmp_path):
+    """Unregistering a preview (DELETE) closes its tracked WebSockets at once,
+    while the upstream is still up; another preview's tunnel stays."""
+    s = make_server(FAST_HEALTH)
+    ws = peers.ws_server()
+    assert register(s, "demo", "kim", ws.port).status_code == 201
+    assert register(s, "demo", "lee", ws.port).status_code == 201
+    on_every_worker(s, lambda: status(s, "demo", "kim")["available"] and
+                    status(s, "demo", "lee")["available"], "up")
+    kim = [HoldClient("ws://127.0.0.1:%d/preview/demo/kim/" % s.wd.port,
+                      str(tmp_path / ("k%d.log" % i))) for i in range(3)]
+    lee = HoldClient("ws://127.0.0.1:%d/preview/demo/lee/" % s.wd.port, str(tmp_path / "l.log"))
+    try:
+        for h in kim + [lee]:
+            wait_for(lambda h=h: h.has("hello"), scaled(10), what="ws connected")
+
+        def conns():
+            return requests.get(s.url("/debug/connections"), timeout=5).json()
+        wait_for(lambda: conns()["totalConnections"] == 4, scaled(5), what="4 tracked")
+        r = requests.delete(s.url("/api/preview-servers/demo/kim"), timeout=5)
+        assert r.status_code == 200
+        for h in kim:
+            wait_for(lambda h=h: h.has("close"), scaled(5), what="kim's tunnel closed")
+        wait_for(lambda: conns()["owners"] == ["lee"] and conns()["totalConnections"] == 1,
+                 scaled(5), what="only lee's tunnel left")
+        assert not lee.has("close")
+        assert "preview server unregistered" in s.log_text()
+    finally:
+        for h in kim + [lee]:
+            h.stop()

@@ -2,6 +2,10 @@
 serves upstream.py's paths on its port.
 
     python app_server.py PORT [--exit-after SECONDS CODE] [--grandchild-ignoring-term]
+                              [--listen-after SECONDS]
+
+--listen-after: sleep first, print "binding now" (before the bind: until that
+line is in the log the port cannot answer), then listen.
 """
 import os
 import signal
@@ -36,5 +40,8 @@ if "--exit-after" in args:
         print("exiting with %d" % code, flush=True)
         os._exit(code)
     threading.Thread(target=later, daemon=True).start()
+if "--listen-after" in args:
+    time.sleep(float(args[args.index("--listen-after") + 1]))
+    print("binding now", flush=True)
 srv = upstream.Server(("127.0.0.1", port), upstream.Handler)
 srv.serve_forever()

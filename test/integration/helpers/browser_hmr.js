@@ -4,15 +4,17 @@
 // stops -> a reload shows svcd's "starting…" page -> the dev server comes back ->
 // that page reloads itself into the app, with HMR connected again.
 //
-//   node browser_hmr.js URL MAIN_JS_PATH PROFILE_DIR
+//   node browser_hmr.js URL MAIN_JS_PATH PROFILE_DIR SCREENSHOT_PNG
 // Talks to the test over stdio: prints "step NAME {json}" lines, and before the
-// stop/start phases waits for a "go" line on stdin.
+// stop/start phases waits for a "go" line on stdin. Every WebSocket the page opens
+// is recorded with the wall time (ms) it closed at; the loading page is
+// screenshotted to SCREENSHOT_PNG for the test to check.
 'use strict';
 const fs = require('fs');
 const readline = require('readline');
 const { chromium } = require('playwright-core');
 
-const [url, mainJs, profile] = process.argv.slice(2);
+const [url, mainJs, profile, shotPath] = process.argv.slice(2);
 const rl = readline.createInterface({ input: process.stdin });
 const lines = [];
 let waiter = null;
@@ -33,6 +35,12 @@ setTimeout(() => fail('overall timeout'), Number(process.env.BROWSER_TIMEOUT_MS 
   const page = ctx.pages()[0] || (await ctx.newPage());
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(m.text()));
+  const sockets = []; // {url, openedAt, closedAt}: every WebSocket of the page
+  page.on('websocket', (ws) => {
+    const rec = { url: ws.url(), openedAt: Date.now(), closedAt: null };
+    sockets.push(rec);
+    ws.on('close', () => { rec.closedAt = Date.now(); });
+  });
   const waitConsole = async (needle, sinceIdx, ms) => {
     const t0 = Date.now();
     while (Date.now() - t0 < ms) {
@@ -56,10 +64,15 @@ setTimeout(() => fail('overall timeout'), Number(process.env.BROWSER_TIMEOUT_MS 
   await page.waitForFunction(() => document.getElementById('msg').textContent === 'hello v2', null, { timeout: 20000 });
   const loadId2 = await page.evaluate(() => window.__loadId);
   if (loadId2 !== loadId) fail('the page was reloaded instead of hot-updated');
-  step('hmr', { updated: true, sameDocument: true, console: consoleLines.filter((l) => l.includes('[vite]')) });
+  const hmrSockets = sockets.filter((s) => s.closedAt === null);
+  step('hmr', { updated: true, sameDocument: true, openSockets: hmrSockets.map((s) => s.url),
+    console: consoleLines.filter((l) => l.includes('[vite]')) });
 
-  // 3. the test stops the dev server; a reload now shows the loading page
+  // 3. the test stops the dev server: the HMR socket(s) open until now close
+  //    (the page is not reloaded before that), then a reload shows the loading page
   await nextLine();
+  for (let i = 0; i < 200 && hmrSockets.some((s) => s.closedAt === null); i++) await page.waitForTimeout(100);
+  const closed = hmrSockets.map((s) => ({ url: s.url, closedAt: s.closedAt }));
   let r = null;
   for (let i = 0; i < 50; i++) {
     r = await page.reload({ waitUntil: 'load' });
@@ -68,7 +81,10 @@ setTimeout(() => fail('overall timeout'), Number(process.env.BROWSER_TIMEOUT_MS 
   }
   if (r.status() !== 503) fail('no 503 after the dev server stopped: ' + r.status());
   const title = await page.textContent('#svcd-preview-starting');
-  step('loading', { status: r.status(), title });
+  await page.waitForTimeout(300); // let it paint
+  await page.screenshot({ path: shotPath });
+  step('loading', { status: r.status(), title, closed, screenshot: shotPath,
+    viewport: page.viewportSize(), bodyText: await page.innerText('body') });
 
   // 4. the test starts it again: the loading page reloads itself into the app
   await nextLine();

@@ -4,8 +4,9 @@
 
 Paths (any prefix before the last segment is ignored, so /api/legacy/echo and
 /echo are the same):
-  /hello           200 JSON: method, path, headers seen, the client port (tells
-                   which upstream connection served: keep-alive reuse)
+  /hello           200 JSON: method, path, headers seen (a dict, and every line in
+                   order in header_list), the client port (tells which upstream
+                   connection served: keep-alive reuse)
   /echo            the request body back (Content-Length or chunked in), same length
   /sha             JSON {len, sha256} of the request body (large uploads)
   /big?n=N         N bytes of a known pattern, Content-Length, written in 64 KiB pieces
@@ -16,6 +17,18 @@ Paths (any prefix before the last segment is ignored, so /api/legacy/echo and
   /garbage         answers with something that is not HTTP
   /reset           closes the connection with a TCP reset, no answer
   /status?code=C   an empty answer with that status
+  /stall           the head and 1000 of the 1 MB it promises, then nothing (the
+                   connection stays open until the client goes)
+  /hopheaders      a response carrying hop-by-hop fields (two Connection lines
+                   naming X-Foo and X-Bar, Keep-Alive, Proxy-Connection, Upgrade,
+                   TE) next to end-to-end ones (X-End-1, X-End-2)
+  /badchunk        a chunked response whose second chunk size is not hex, then
+                   nothing (connection left open)
+  /oncepercon      answers (like /hello) only as the first request of its
+                   connection; a later request on the same connection is read and
+                   the connection closed without an answer (a keep-alive connection
+                   the upstream dropped just as the proxy reused it)
+  /bighead?n=N     a response head of N (default 80) headers of 1 KiB each
 """
 import hashlib
 import json
@@ -83,11 +96,19 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = parse_qs(u.query)
         name = u.path.rstrip("/").rsplit("/", 1)[-1]
-        if name == "hello":
+        self.nreq = getattr(self, "nreq", 0) + 1  # requests on this connection
+        if name == "oncepercon" and self.nreq > 1:
+            for _ in self.read_body_chunks():
+                pass
+            self.close_connection = True
+            return
+        if name in ("hello", "oncepercon"):
             for _ in self.read_body_chunks():
                 pass
             self.send_json(200, {"method": self.command, "path": self.path,
                                  "headers": {k.lower(): v for k, v in self.headers.items()},
+                                 "header_list": [[k.lower(), v] for k, v in
+                                                 self.headers.items()],
                                  "client_port": self.client_address[1]})
         elif name == "echo":
             body = b"".join(self.read_body_chunks())
@@ -160,8 +181,43 @@ class Handler(BaseHTTPRequestHandler):
             if code not in (204, 304):
                 self.send_header("Content-Length", "0")
             self.end_headers()
+        elif name == "stall":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + pattern(1000))
+            self.wfile.flush()
+            self.wait_client_gone()
+        elif name == "hopheaders":
+            body = b"end-to-end body"
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Connection: X-Foo\r\nX-Foo: hop1\r\nX-End-1: kept1\r\n"
+                             b"Keep-Alive: timeout=5, max=100\r\n"
+                             b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTE: trailers\r\n"
+                             b"Connection: keep-alive, X-Bar\r\nX-Bar: hop2\r\n"
+                             b"X-End-2: kept2\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        elif name == "badchunk":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"5\r\nhello\r\nzz-not-hex\r\nmore\r\n")
+            self.wfile.flush()
+            self.wait_client_gone()
+        elif name == "bighead":
+            head = b"HTTP/1.1 200 OK\r\n" + b"".join(
+                b"X-Big-%d: %s\r\n" % (i, b"v" * 1000) for i in range(int(q.get("n", ["80"])[0])))
+            self.wfile.write(head + b"Content-Length: 2\r\n\r\nok")
+            self.close_connection = True
         else:
             self.send_json(404, {"error": "no such test path", "path": self.path})
+
+    def wait_client_gone(self, limit=60):
+        deadline = time.monotonic() + limit
+        self.connection.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                if not self.connection.recv(1, socket.MSG_PEEK):
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = handle_any
 
