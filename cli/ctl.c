@@ -82,8 +82,12 @@ int ctl_request(const struct svcd_config *cfg, const char *cmd, struct buf *repl
     }
     char line[128];
     int len = snprintf(line, sizeof(line), "%s\n", cmd);
-    if (write(fd, line, (size_t)len) != len) {
+    /* A master refusing our credentials answers and closes without reading: the
+     * send may then fail with EPIPE while its reply is still there to read. */
+    if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len && errno != EPIPE && errno != ECONNRESET) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     struct pollfd p = {.fd = fd, .events = POLLIN};
