@@ -81,7 +81,7 @@ static int cmd_stop(const struct svcd_config *cfg)
     buf_init(&reply);
     if (pid <= 0 || ctl_request(cfg, "stop", &reply, 5000) < 0) {
         buf_free(&reply);
-        if (pid > 0 && errno == EACCES && ctl_denied()) return denied_exit();
+        if (pid > 0 && ctl_denied()) return denied_exit();
         if (pid > 0) {
             fprintf(stderr,
                     "svc: svcd (pid %ld) does not answer on its control socket; "
@@ -115,7 +115,7 @@ static int cmd_reload(const struct svcd_config *cfg)
     int timeout = (int)(cfg->timeouts.worker_ms + 15000);
     if (ctl_request(cfg, "reload", &reply, timeout) < 0) {
         buf_free(&reply);
-        if (errno == EACCES && ctl_denied()) return denied_exit();
+        if (ctl_denied()) return denied_exit();
         if (ctl_running_pid(cfg) <= 0) {
             fprintf(stderr, "svc: svcd is not running\n");
             return EXIT_NOT_RUNNING;
@@ -140,7 +140,7 @@ static int cmd_status(const struct svcd_config *cfg, int as_json)
     buf_init(&reply);
     if (ctl_request(cfg, "status", &reply, 5000) < 0) {
         buf_free(&reply);
-        if (errno == EACCES && ctl_denied()) return denied_exit();
+        if (ctl_denied()) return denied_exit();
         long pid = ctl_running_pid(cfg);
         if (pid > 0) {
             fprintf(stderr, "svc: svcd (pid %ld) does not answer on its control socket\n", pid);
