@@ -38,8 +38,7 @@ static void usage(FILE *fp)
 /* ---- signals during start-up ----------------------------------------------------
  * Until master_run() starts its libev signal watchers, the default actions would
  * kill the master: a logrotate SIGUSR1 or a stray SIGHUP during a slow storage
- * phase must not. The handlers only record; the phases poll (no SA_RESTART, so
- * a back-off sleep is cut short). */
+ * phase must not. The handlers only record; the phases poll. */
 static volatile sig_atomic_t pending_stop, pending_usr1, pending_hup;
 
 static void on_startup_signal(int sig)
@@ -58,8 +57,11 @@ static void startup_signals_install(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_startup_signal;
     sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaction(sigs[i], &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: a stop cuts a back-off short */
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_flags = SA_RESTART; /* nanosleep() still returns early and re-polls */
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 int startup_signals_poll(void)
@@ -323,7 +325,7 @@ int main(int argc, char **argv)
     return rc;
 
 interrupted:
-    log_info("start-up interrupted by %s; nothing was started",
+    log_warn("start-up interrupted by %s; nothing was started",
              pending_stop == SIGINT ? "SIGINT" : "SIGTERM");
     pidfile_release(m);
     if (m->ready_fd >= 0) close(m->ready_fd);
