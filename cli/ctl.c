@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,50 @@
 #include <time.h>
 #include <unistd.h>
 
+static char denied[640];
+
+const char *ctl_denied(void)
+{
+    return denied[0] ? denied : NULL;
+}
+
+/* connect() said EACCES: the file mode (0660) kept us out; say who may get in. */
+static void explain_eacces(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(denied, sizeof(denied), "permission denied on the control socket %s", path);
+        return;
+    }
+    struct group *gr = getgrgid(st.st_gid);
+    char gname[64];
+    if (gr)
+        snprintf(gname, sizeof(gname), "%s", gr->gr_name);
+    else
+        snprintf(gname, sizeof(gname), "%d", (int)st.st_gid);
+    snprintf(denied, sizeof(denied),
+             "permission denied on the control socket %s (mode %04o, owner uid %d, group %s): "
+             "run svc as root, as svcd's user, or as a member of group '%s'",
+             path, (unsigned)(st.st_mode & 07777), (int)st.st_uid, gname, gname);
+}
+
+/* The master refused our credentials: {"ok":false,"code":"PERMISSION","error":...}. */
+static int refused(const struct buf *reply)
+{
+    json_t *doc = json_loadb(reply->data, reply->len, 0, NULL);
+    const char *code = json_string_value(json_object_get(doc, "code"));
+    int is = code && strcmp(code, "PERMISSION") == 0;
+    if (is) {
+        const char *e = json_string_value(json_object_get(doc, "error"));
+        snprintf(denied, sizeof(denied), "svcd refused this user: %s", e ? e : "permission denied");
+    }
+    json_decref(doc);
+    return is;
+}
+
 int ctl_request(const struct svcd_config *cfg, const char *cmd, struct buf *reply, int timeout_ms)
 {
+    denied[0] = '\0';
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/svcd.sock", cfg->run_dir);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
@@ -28,14 +72,22 @@ int ctl_request(const struct svcd_config *cfg, const char *cmd, struct buf *repl
     if (fd < 0) return -1;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
+        if (e == EACCES || e == EPERM) {
+            explain_eacces(sa.sun_path);
+            e = EACCES;
+        }
         close(fd);
         errno = e;
         return -1;
     }
     char line[128];
     int len = snprintf(line, sizeof(line), "%s\n", cmd);
-    if (write(fd, line, (size_t)len) != len) {
+    /* A master refusing our credentials answers and closes without reading: the
+     * send may then fail with EPIPE while its reply is still there to read. */
+    if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len && errno != EPIPE && errno != ECONNRESET) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -54,6 +106,10 @@ int ctl_request(const struct svcd_config *cfg, const char *cmd, struct buf *repl
         buf_append(reply, tmp, (size_t)got);
     }
     close(fd);
+    if (reply->len && refused(reply)) {
+        errno = EACCES;
+        return -1;
+    }
     return reply->len ? 0 : -1;
 }
 

@@ -31,6 +31,13 @@ static void human_bytes(double b, char *out, size_t len)
         snprintf(out, len, "%.1fMB", b / (1024 * 1024));
 }
 
+/* A string member, or `dflt` when it is missing or not a string (never NULL to printf). */
+static const char *str_of(json_t *obj, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : dflt;
+}
+
 int status_render(const char *text, int as_json)
 {
     json_error_t err;
@@ -58,10 +65,8 @@ int status_render(const char *text, int as_json)
     char up[32];
     human_uptime(json_number_value(json_object_get(master, "uptime")), up, sizeof(up));
     printf("svcd %s  master pid %lld  uptime %s  generation %lld  %s\n",
-           json_string_value(json_object_get(master, "version")),
-           json_integer_value(json_object_get(master, "pid")), up,
-           json_integer_value(json_object_get(master, "generation")),
-           json_string_value(json_object_get(master, "state")));
+           str_of(master, "version", "?"), json_integer_value(json_object_get(master, "pid")), up,
+           json_integer_value(json_object_get(master, "generation")), str_of(master, "state", "?"));
     printf("%-12s %-4s %-4s %-8s %-9s %-7s %-8s %-9s %-6s %-6s %s\n", "role", "id", "gen", "pid",
            "state", "uptime", "restarts", "mem", "cpu", "conns", "last exit");
     size_t i;
@@ -71,20 +76,19 @@ int status_render(const char *text, int as_json)
         char cu[32], mem[32];
         human_uptime(json_number_value(json_object_get(c, "uptime")), cu, sizeof(cu));
         human_bytes((double)json_integer_value(json_object_get(c, "rss")), mem, sizeof(mem));
-        const char *last = json_string_value(json_object_get(c, "last_exit"));
+        const char *last = str_of(c, "last_exit", "");
         /* managed apps show their name: "app:web" */
         char role[64];
         const char *name = json_string_value(json_object_get(c, "name"));
-        snprintf(role, sizeof(role), "%s%s%.40s", json_string_value(json_object_get(c, "role")),
-                 name ? ":" : "", name ? name : "");
+        snprintf(role, sizeof(role), "%s%s%.40s", str_of(c, "role", "?"), name ? ":" : "",
+                 name ? name : "");
         printf("%-12s %-4lld %-4lld %-8lld %-9s %-7s %-8lld %-9s %-5.1f%% %-6lld %s\n", role,
                json_integer_value(json_object_get(c, "index")),
                json_integer_value(json_object_get(c, "generation")),
-               json_integer_value(json_object_get(c, "pid")),
-               json_string_value(json_object_get(c, "state")), cu,
+               json_integer_value(json_object_get(c, "pid")), str_of(c, "state", "?"), cu,
                json_integer_value(json_object_get(c, "restarts")), mem,
                json_number_value(json_object_get(c, "cpu")),
-               json_integer_value(json_object_get(c, "connections")), last && *last ? last : "-");
+               json_integer_value(json_object_get(c, "connections")), *last ? last : "-");
     }
     json_decref(doc);
     return 0;

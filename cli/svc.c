@@ -2,7 +2,8 @@
  * svc.c — `svc`, the control client: start, stop, reload, restart, status, logs,
  * check — what `pm2` and `nginx -s` do, over svcd's unix control socket.
  *
- * Exit statuses: 0 ok, 1 failure, 3 not running (LSB), 64 usage, 78 bad config.
+ * Exit statuses: 0 ok, 1 failure, 3 not running, 4 no permission (LSB), 64 usage,
+ * 78 bad config.
  */
 #include "ctl.h"
 
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define EXIT_NOT_RUNNING 3
+#define EXIT_NOPERM      4 /* LSB: insufficient privilege */
 #define EXIT_USAGE       64
 #define EXIT_CONFIG      78
 
@@ -64,6 +66,14 @@ static int reply_ok(const struct buf *reply, char *msg, size_t len)
     return ok;
 }
 
+/* The control socket kept this user out: say so (never "not running"). */
+static int denied_exit(void)
+{
+    const char *why = ctl_denied();
+    fprintf(stderr, "svc: %s\n", why ? why : "permission denied on the control socket");
+    return EXIT_NOPERM;
+}
+
 static int cmd_stop(const struct svcd_config *cfg)
 {
     long pid = ctl_running_pid(cfg);
@@ -71,6 +81,7 @@ static int cmd_stop(const struct svcd_config *cfg)
     buf_init(&reply);
     if (pid <= 0 || ctl_request(cfg, "stop", &reply, 5000) < 0) {
         buf_free(&reply);
+        if (pid > 0 && ctl_denied()) return denied_exit();
         if (pid > 0) {
             fprintf(stderr,
                     "svc: svcd (pid %ld) does not answer on its control socket; "
@@ -104,6 +115,7 @@ static int cmd_reload(const struct svcd_config *cfg)
     int timeout = (int)(cfg->timeouts.worker_ms + 15000);
     if (ctl_request(cfg, "reload", &reply, timeout) < 0) {
         buf_free(&reply);
+        if (ctl_denied()) return denied_exit();
         if (ctl_running_pid(cfg) <= 0) {
             fprintf(stderr, "svc: svcd is not running\n");
             return EXIT_NOT_RUNNING;
@@ -128,6 +140,7 @@ static int cmd_status(const struct svcd_config *cfg, int as_json)
     buf_init(&reply);
     if (ctl_request(cfg, "status", &reply, 5000) < 0) {
         buf_free(&reply);
+        if (ctl_denied()) return denied_exit();
         long pid = ctl_running_pid(cfg);
         if (pid > 0) {
             fprintf(stderr, "svc: svcd (pid %ld) does not answer on its control socket\n", pid);
@@ -175,9 +188,19 @@ int main(int argc, char **argv)
             as_json = 1;
         else if (strcmp(argv[i], "-f") == 0 && strcmp(cmd, "logs") == 0)
             follow = 1;
-        else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc && strcmp(cmd, "logs") == 0)
-            lines = strtol(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "-n") == 0 && strcmp(cmd, "logs") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            char *end = NULL;
+            errno = 0;
+            lines = strtol(v, &end, 10);
+            if (!*v || *end || errno || lines < 0 || lines > 1000000) {
+                fprintf(stderr,
+                        "svc: logs -n needs a whole number of lines from 0 to 1000000, not "
+                        "'%s'\n",
+                        v);
+                return EXIT_USAGE;
+            }
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             cfg_path = argv[++i];
         else {
             fprintf(stderr, "svc: unexpected argument '%s' for '%s'\n", argv[i], cmd);

@@ -3,8 +3,11 @@
  *
  * One request line per connection ("status", "reload", "stop", "ping"), one JSON
  * reply, then close: trivially scriptable (`socat`), nothing to keep in sync.
- * The socket is mode 0660 and every peer's credentials (SO_PEERCRED) are checked:
- * root, the master's own user, or the configured `user:` may talk to it.
+ * The socket is created mode 0660 (umask 0117 around bind(), so it is never
+ * briefly wider) and owned by the master's uid and the configured `user:`'s
+ * group. Every peer's credentials (SO_PEERCRED, SO_PEERGROUPS) are checked too:
+ * root, the master's own uid, or a member of the socket's group may talk to it —
+ * the same rule as the file mode, enforced again should the mode be widened.
  * A reload reply is held back until the new generation is ready (or failed), so
  * `svc reload` reports the real outcome.
  */
@@ -12,6 +15,7 @@
 #include "../common/log.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,16 +137,39 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
     handle(m, cl, cl->in.data);
 }
 
-static int peer_allowed(struct master *m, int fd)
+/* Is `gid` the primary or a supplementary group of the peer? */
+static int peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+{
+    if (cred->gid == gid) return 1;
+    gid_t groups[256];
+    socklen_t glen = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+        for (size_t i = 0; i < glen / sizeof(gid_t); i++)
+            if (groups[i] == gid) return 1;
+        return 0;
+    }
+    /* Kernels before 4.13: the peer user's groups from the group database. */
+    struct passwd *pw = getpwuid(cred->uid);
+    if (!pw) return 0;
+    int n = (int)(sizeof(groups) / sizeof(groups[0]));
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0) return 0;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid) return 1;
+    return 0;
+}
+
+/* 1 allowed; 0 refused (`who` then describes the peer for the log). */
+static int peer_allowed(struct master *m, int fd, char *who, size_t wholen)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 0;
-    if (cred.uid == 0 || cred.uid == geteuid()) return 1;
-    if (m->cfg->user[0]) {
-        struct passwd *pw = getpwnam(m->cfg->user);
-        if (pw && cred.uid == pw->pw_uid) return 1;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        snprintf(who, wholen, "a peer whose credentials cannot be read (%s)", strerror(errno));
+        return 0;
     }
+    if (cred.uid == 0 || cred.uid == geteuid()) return 1;
+    if (peer_in_group(fd, &cred, m->control_gid)) return 1;
+    snprintf(who, wholen, "pid %d uid %d gid %d", (int)cred.pid, (int)cred.uid, (int)cred.gid);
     return 0;
 }
 
@@ -153,12 +180,24 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (int burst = 0; burst < 16; burst++) {
         int fd = accept4(m->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
-        if (!peer_allowed(m, fd)) {
-            const char *msg = "{\"ok\":false,\"error\":\"permission denied: peer user may not "
-                              "control svcd\"}\n";
-            ssize_t r = write(fd, msg, strlen(msg));
-            (void)r;
-            log_warn("control socket: refused a peer without permission");
+        char who[128];
+        if (!peer_allowed(m, fd, who, sizeof(who))) {
+            struct group *gr = getgrgid(m->control_gid);
+            char text[512];
+            snprintf(text, sizeof(text),
+                     "permission denied: only root, uid %d (svcd's user) or members of group "
+                     "'%s' may control svcd",
+                     (int)geteuid(), gr ? gr->gr_name : "?");
+            struct buf r;
+            buf_init(&r);
+            buf_puts(&r, "{\"ok\":false,\"code\":\"PERMISSION\",\"error\":");
+            buf_json_str(&r, text);
+            buf_puts(&r, "}\n");
+            ssize_t wr = write(fd, r.data, r.len);
+            (void)wr;
+            buf_free(&r);
+            log_warn("control socket: refused %s: not root, uid %d or a member of gid %d", who,
+                     (int)geteuid(), (int)m->control_gid);
             close(fd);
             continue;
         }
@@ -194,22 +233,61 @@ int control_open(struct master *m, char *err, size_t errlen)
     strcpy(sa.sun_path, m->sockpath);
     unlink(m->sockpath); /* we hold the pidfile lock: any socket file here is stale */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+    if (fd < 0) {
         snprintf(err, errlen, "cannot create control socket %s: %s", m->sockpath, strerror(errno));
-        if (fd >= 0) close(fd);
         return -1;
     }
-    chmod(m->sockpath, 0660);
+    /* bind() creates the file with 0777 & ~umask: 0117 gives 0660 from the start. */
+    mode_t old_mask = umask(0117);
+    int brc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    int berr = errno;
+    umask(old_mask);
+    if (brc < 0 || listen(fd, 16) < 0) {
+        snprintf(err, errlen, "cannot create control socket %s: %s", m->sockpath,
+                 strerror(brc < 0 ? berr : errno));
+        close(fd);
+        if (brc == 0) unlink(m->sockpath);
+        return -1;
+    }
     if (m->cfg->user[0] && geteuid() == 0) {
         struct passwd *pw = getpwnam(m->cfg->user);
-        if (pw && chown(m->sockpath, 0, pw->pw_gid) < 0)
-            log_warn("cannot chown control socket: %s", strerror(errno));
+        if (!pw) {
+            snprintf(err, errlen, "cannot give control socket %s to user '%s': no such user",
+                     m->sockpath, m->cfg->user);
+            goto fail;
+        }
+        if (chown(m->sockpath, 0, pw->pw_gid) < 0) {
+            snprintf(err, errlen, "cannot chown control socket %s to group %d: %s", m->sockpath,
+                     (int)pw->pw_gid, strerror(errno));
+            goto fail;
+        }
     }
+    struct stat st;
+    if (stat(m->sockpath, &st) < 0) {
+        snprintf(err, errlen, "cannot stat control socket %s: %s", m->sockpath, strerror(errno));
+        goto fail;
+    }
+    /* A default ACL on run_dir overrides the umask: force the mode and check it held. */
+    if ((st.st_mode & 07777) != 0660 &&
+        (chmod(m->sockpath, 0660) < 0 || stat(m->sockpath, &st) < 0 ||
+         (st.st_mode & 07777) != 0660)) {
+        snprintf(err, errlen,
+                 "control socket %s cannot be made mode 0660 (it is %04o): %s; check run_dir "
+                 "%s's permissions and ACLs",
+                 m->sockpath, (unsigned)(st.st_mode & 07777), strerror(errno), m->cfg->run_dir);
+        goto fail;
+    }
+    m->control_gid = st.st_gid; /* `user:`'s group, else ours (or a setgid run_dir's) */
     m->control_fd = fd;
     ev_io_init(&m->control_io, on_accept, fd, EV_READ);
     m->control_io.data = m;
     ev_io_start(m->loop, &m->control_io);
     return 0;
+
+fail:
+    close(fd);
+    unlink(m->sockpath);
+    return -1;
 }
 
 void control_close(struct master *m)

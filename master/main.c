@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,63 @@ static void usage(FILE *fp)
                 "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
                 "  -t       test the configuration and exit (0 OK, 78 errors)\n"
                 "  -d       daemonize; return once svcd is READY, or print the startup error\n"
-                "  -v       print the version and exit\n"
+                "  -v, -V   print the version and exit\n"
                 "  -h       this help\n"
                 "signals: TERM/INT graceful stop, HUP reload, USR1 reopen logs\n");
+}
+
+/* ---- signals during start-up ----------------------------------------------------
+ * Until master_run() starts its libev signal watchers, the default actions would
+ * kill the master: a logrotate SIGUSR1 or a stray SIGHUP during a slow storage
+ * phase must not. The handlers only record; the phases poll. */
+static volatile sig_atomic_t pending_stop, pending_usr1, pending_hup;
+
+static void on_startup_signal(int sig)
+{
+    if (sig == SIGUSR1)
+        pending_usr1 = 1;
+    else if (sig == SIGHUP)
+        pending_hup = 1;
+    else
+        pending_stop = sig;
+}
+
+static void startup_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_startup_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: a stop cuts a back-off short */
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_flags = SA_RESTART; /* nanosleep() still returns early and re-polls */
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int startup_signals_poll(void)
+{
+    if (pending_usr1) {
+        pending_usr1 = 0;
+        if (log_reopen() < 0)
+            log_error("SIGUSR1: cannot reopen the log file: %s", strerror(errno));
+        else
+            log_info("SIGUSR1 during start-up: log file reopened");
+    }
+    if (pending_hup) {
+        pending_hup = 0;
+        log_warn("SIGHUP during start-up ignored: the configuration was just read; reload once "
+                 "svcd is READY");
+    }
+    return pending_stop;
+}
+
+int startup_signals_take_stop(void)
+{
+    startup_signals_poll();
+    int sig = pending_stop;
+    pending_stop = 0;
+    return sig;
 }
 
 /* mkdir -p for run_dir and the log file's directory. */
@@ -62,6 +117,9 @@ static int daemonize(void)
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid > 0) {
+        /* the waiting parent keeps the default actions (killing `svcd -d` works) */
+        signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL), signal(SIGHUP, SIG_DFL);
+        signal(SIGUSR1, SIG_DFL);
         close(p[1]);
         char c = 0;
         ssize_t n;
@@ -85,7 +143,7 @@ int main(int argc, char **argv)
 {
     const char *cfg_path = DEFAULT_CONFIG;
     int test_only = 0, daemon_mode = 0, opt;
-    while ((opt = getopt(argc, argv, "c:tdvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tdvVh")) != -1) {
         switch (opt) {
         case 'c':
             cfg_path = optarg;
@@ -97,6 +155,7 @@ int main(int argc, char **argv)
             daemon_mode = 1;
             break;
         case 'v':
+        case 'V':
             printf("svcd %s\n", SVCD_VERSION);
             return 0;
         case 'h':
@@ -112,6 +171,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+
+    startup_signals_install();
 
     /* phase: config */
     struct svcd_config *cfg = calloc(1, sizeof(*cfg));
@@ -206,7 +267,9 @@ int main(int argc, char **argv)
              (int)getpid());
 
     /* phase: storage — before anything listens, so a dead database is one clear line */
-    if (storage_phase(cfg) < 0) {
+    int src = storage_phase(cfg);
+    if (src == -2) goto interrupted;
+    if (src < 0) {
         log_error("startup failed: storage unavailable; nothing was started");
         goto fail;
     }
@@ -228,6 +291,10 @@ int main(int argc, char **argv)
             if (m->listen_fds[i] >= 0) close(m->listen_fds[i]);
         log_error("startup failed: cannot bind; nothing was started");
         goto fail;
+    }
+    if (startup_signals_poll()) {
+        for (int i = 0; i < cfg->nlisten; i++) close(m->listen_fds[i]);
+        goto interrupted;
     }
 
     /* phase: privileges — the master keeps root (to re-bind on reload, like nginx);
@@ -260,6 +327,16 @@ int main(int argc, char **argv)
     free(m);
     log_close();
     return rc;
+
+interrupted:
+    log_warn("start-up interrupted by %s; nothing was started",
+             pending_stop == SIGINT ? "SIGINT" : "SIGTERM");
+    pidfile_release(m);
+    if (m->ready_fd >= 0) close(m->ready_fd);
+    free(m->cfg);
+    free(m);
+    log_close();
+    return 0;
 
 fail:
     pidfile_release(m);

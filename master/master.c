@@ -370,6 +370,9 @@ int master_run(struct master *m)
     ev_signal_start(m->loop, &m->sig_int);
     ev_signal_start(m->loop, &m->sig_hup);
     ev_signal_start(m->loop, &m->sig_usr1);
+    /* a TERM/INT that arrived after the last start-up check is not lost */
+    int early = startup_signals_take_stop();
+    if (early) ev_feed_signal(early);
     ev_child_init(&m->child_watch, on_child, 0, 0);
     ev_child_start(m->loop, &m->child_watch);
     ev_timer_init(&m->tick, on_tick, TICK_SECONDS, TICK_SECONDS);

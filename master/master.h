@@ -80,6 +80,7 @@ struct master {
     ev_timer watchdog;
     ev_io control_io;
     int control_fd;
+    gid_t control_gid; /* the control socket's group: its members may use it */
     struct control_client *clients[MASTER_MAX_CONTROL];
 
     struct apps *apps; /* managed apps (apps.c), NULL until they start */
@@ -133,8 +134,16 @@ int control_open(struct master *m, char *err, size_t errlen);
 void control_close(struct master *m);
 void control_reload_done(struct master *m, int ok, const char *text);
 
-/* storage_phase.c: 0 connected or degraded (development), -1 fatal (production) */
+/* storage_phase.c: 0 connected or degraded (development), -1 fatal (production),
+ * -2 interrupted by SIGTERM/SIGINT (startup_signals_poll()). */
 int storage_phase(const struct svcd_config *cfg);
+
+/* main.c: signals that arrive during start-up, before master_run()'s watchers
+ * exist. HUP is ignored (the configuration was just read), USR1 reopens the log,
+ * TERM/INT abort the start-up. Returns the pending stop signal or 0. */
+int startup_signals_poll(void);
+/* master.c hands a stop signal still pending at that point to its own watchers. */
+int startup_signals_take_stop(void);
 
 /* master.c */
 int master_run(struct master *m);

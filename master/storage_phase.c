@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <time.h>
 
-static void sleep_ms(uint64_t ms)
+/* Sleep, serving start-up signals; 1 when a stop signal cut it short. */
+static int sleep_ms(uint64_t ms)
 {
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    while (nanosleep(&ts, &ts) != 0)
+        if (startup_signals_poll()) return 1;
+    return startup_signals_poll() ? 1 : 0;
 }
 
 int storage_phase(const struct svcd_config *cfg)
@@ -31,6 +33,7 @@ int storage_phase(const struct svcd_config *cfg)
         snprintf(status, sizeof(status), "connecting to the database (attempt %d of %d)", attempt,
                  cfg->storage.connect_attempts);
         notify_status(status);
+        if (startup_signals_poll()) return -2;
         struct store *s = store_open(cfg, 0, &err);
         if (s) {
             double ms = 0;
@@ -46,7 +49,7 @@ int storage_phase(const struct svcd_config *cfg)
         if (attempt < cfg->storage.connect_attempts) {
             log_warn("phase storage: attempt %d of %d failed: %s; retrying in %llu ms", attempt,
                      cfg->storage.connect_attempts, err.msg, (unsigned long long)backoff);
-            sleep_ms(backoff);
+            if (sleep_ms(backoff)) return -2;
             backoff *= 2;
             if (backoff > cfg->storage.connect_max_backoff_ms)
                 backoff = cfg->storage.connect_max_backoff_ms;

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -167,8 +168,31 @@ static void on_sigusr1(struct ev_loop *loop, ev_signal *s, int revents)
     if (log_reopen() < 0) log_error("cannot reopen the log file: %s", strerror(errno));
 }
 
+/*
+ * Test-only fault (like SVCD_STORE_FAULT): with SVCD_TEST_SPIN=/path set, a worker
+ * whose pid is written in that file busy-loops on its loop thread at the next
+ * heart-beat — "a worker stuck in a loop" for the watchdog test. Without the
+ * variable this costs one pointer test per second.
+ */
+static const char *test_spin_path;
+
+static void test_spin_check(void)
+{
+    if (!test_spin_path) return;
+    FILE *f = fopen(test_spin_path, "r");
+    if (!f) return;
+    long pid = 0;
+    int n = fscanf(f, "%ld", &pid);
+    fclose(f);
+    if (n != 1 || pid != (long)getpid()) return;
+    log_warn("SVCD_TEST_SPIN: test fault: busy-looping on the event loop thread");
+    volatile unsigned long spin = 0;
+    for (;;) spin++;
+}
+
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    test_spin_check();
     heartbeat_now(t->data);
 }
 
@@ -285,6 +309,8 @@ int worker_main(const struct worker_args *a)
     w->nlisten = a->nlisten < CONFIG_MAX_LISTEN ? a->nlisten : CONFIG_MAX_LISTEN;
     w->tls = a->tls;
     heartbeat_now(w);
+    test_spin_path = getenv("SVCD_TEST_SPIN");
+    if (test_spin_path && !*test_spin_path) test_spin_path = NULL;
 
     /* The master owns these signals; a worker must not die of them. */
     signal(SIGPIPE, SIG_IGN);

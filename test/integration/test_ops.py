@@ -23,29 +23,45 @@ def test_status_json_shape(make_server):
     s = make_server({"workers": 2})
     st = s.status()
     assert st is not None
+    assert set(st) == {"master", "children"}, st.keys()
     m = st["master"]
-    assert m["pid"] == s.pid
-    ver = run_cli([SVCD, "-v"]).stdout
-    assert isinstance(m["version"], str) and m["version"] and m["version"] in ver, (m, ver)
-    assert number(m["uptime"]) and m["uptime"] >= 0
+    assert isinstance(m["pid"], int) and m["pid"] == s.pid and pid_alive(m["pid"])
+    for flag in ("-v", "-V"):
+        ver = run_cli([SVCD, flag]).stdout.split()
+        assert ver[0] == "svcd" and m["version"] == ver[1], (m, ver)
+    assert isinstance(m["version"], str) and re.match(r"^\d+\.\d+", m["version"]), m
+    assert number(m["uptime"]) and 0 <= m["uptime"] < 3600, m
     kids = st["children"]
     workers = [c for c in kids if c["role"] == "worker"]
     assert len(workers) == 2, kids
+    assert [c["role"] for c in kids].count("coordinator") == 1, kids
     for c in kids:
-        for key in ("role", "pid", "state", "uptime", "restarts", "last_exit", "rss", "cpu",
-                    "connections"):
+        for key, types in (("role", str), ("pid", int), ("state", str), ("uptime", (int, float)),
+                           ("restarts", int), ("last_exit", str), ("rss", int),
+                           ("cpu", (int, float)), ("connections", int)):
             assert key in c, "child lacks %r: %s" % (key, c)
-        assert isinstance(c["pid"], int) and pid_alive(c["pid"]), c
-        assert is_ready(c), c
-        assert number(c["uptime"]) and number(c["rss"]) and number(c["cpu"]), c
-        assert isinstance(c["restarts"], int) and c["restarts"] == 0, c
-        assert isinstance(c["connections"], int) and c["connections"] >= 0, c
-        assert c["last_exit"] in (None, ""), c
-        assert c["rss"] > 0, "rss of a live child is 0: %s" % c
+            assert isinstance(c[key], types) and not isinstance(c[key], bool), (key, c)
+        assert c["role"] in ("worker", "coordinator"), c
+        assert pid_alive(c["pid"]) and c["pid"] != s.pid, c
+        assert c["state"] == "online" and is_ready(c), c
+        assert 0 <= c["uptime"] <= m["uptime"] + 1, (c, m)
+        assert c["restarts"] == 0, c
+        assert c["connections"] >= 0, c
+        assert 0 <= c["cpu"] <= 100 * os.cpu_count(), c
+        assert c["last_exit"] == "", c
+        assert c["rss"] > 1024 * 1024, "rss of a live child: %s" % c
         # a child's pid's parent is the master
         with open("/proc/%d/stat" % c["pid"]) as f:
             stat = f.read()
         assert int(stat[stat.rfind(")") + 2:].split()[1]) == s.pid
+    # after a crash the same keys keep their types; last_exit says why
+    victim = workers[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: all(is_ready(c) and c["pid"] != victim for c in s.children("worker")),
+             scaled(10), what="replacement ready")
+    new = [c for c in s.children("worker") if c["restarts"] == 1]
+    assert len(new) == 1 and isinstance(new[0]["last_exit"], str), s.children("worker")
+    assert "signal 9" in new[0]["last_exit"], new
 
 
 def test_status_connections_counts_open_connections(make_server, raw):
