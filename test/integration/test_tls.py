@@ -8,6 +8,7 @@ renewed certificate and refuses a broken one."""
 import hashlib
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -327,3 +328,38 @@ def test_reload_picks_up_renewed_certificate_and_refuses_a_broken_one(tls):
     finally:
         with open(wd.key, "w") as f:
             f.write(good_key)
+
+
+def test_sigterm_while_tls_body_arrives_completes_request(make_server, workdir):
+    """The drain (SPEC §3) holds over TLS too: a request whose body is still
+    arriving on a TLS connection when SIGTERM comes is answered (Connection:
+    close), its connection closed with close_notify, and svcd exits 0."""
+    tls_port = free_port()
+    cert, key = make_cert(workdir.dir, "srv")
+    s = make_server({"listen": [{"address": "127.0.0.1:%d" % workdir.port},
+                                {"address": "127.0.0.1:%d" % tls_port,
+                                 "tls": {"cert": cert, "key": key}}]})
+    body = b"x" * 2000
+    c = tls_connect(tls_port, cert)
+    c.sendall(b"POST /no-such-upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:1000])
+
+    def held():
+        st = s.status() or {"children": []}
+        return sum(ch.get("connections", 0) for ch in st["children"]
+                   if ch["role"] == "worker") >= 1
+    wait_for(held, scaled(10), what="a worker holds the TLS connection")
+    os.kill(s.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    assert s.alive(), "master exited with a TLS request in flight"
+    c.sendall(body[1000:])
+    status, headers, _, _ = read_response(c)
+    assert 400 <= status < 500 and status != 408, status
+    assert headers.get("connection", "").lower() == "close"
+    t0 = time.monotonic()
+    while True:  # EOF after close_notify (Python returns b"" for it)
+        if not c.recv(65536):
+            break
+    assert time.monotonic() - t0 < scaled(10)
+    c.close()
+    assert s.stop(timeout=scaled(20)) == 0
