@@ -353,15 +353,30 @@ def pkg(deb):
 # --------------------------------------------------------------------------------------------
 # Static checks.
 
-def test_lintian_reports_no_errors(deb):
-    # lintian's exit status: 0 normal, 1 a run-time error (lintian itself
-    # failed: nothing was checked), 2 a tag of the --fail-on level (error).
+def lintian(deb):
     with tempfile.TemporaryFile(mode="w+") as err:
         p = subprocess.run(["lintian", "--pedantic", "--display-info", "--fail-on", "error",
                             deb], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=err, text=True, timeout=600, env=env())
         err.seek(0)
-        stderr = err.read()
+        return p, err.read()
+
+
+def test_lintian_reports_no_errors(deb):
+    # lintian's exit status: 0 normal, 1 a run-time error (lintian itself
+    # failed: nothing was checked), 2 a tag of the --fail-on level (error).
+    # First, on a package known to be wrong, that lintian here works as read.
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "root", "DEBIAN"))
+        with open(os.path.join(tmp, "root", "DEBIAN", "control"), "w") as f:
+            f.write("Package: svcd-lintian-probe\nVersion: 1\nArchitecture: all\n"
+                    "Maintainer: probe <probe@example.com>\nDescription: probe\n")
+        probe = os.path.join(tmp, "probe.deb")
+        run(["dpkg-deb", "--root-owner-group", "--build", os.path.join(tmp, "root"), probe])
+        p, _ = lintian(probe)
+        assert p.returncode == 2 and re.search(
+            r"^E: svcd-lintian-probe: no-copyright-file", p.stdout, re.M), p.stdout
+    p, stderr = lintian(deb)
     tags = [l for l in p.stdout.splitlines() if re.match(r"^[EWIPXO]: ", l)]
     print("lintian exited %d: %d tag(s)\n%s\nstderr:\n%s" % (
         p.returncode, len(tags), "\n".join(tags), stderr))
