@@ -61,8 +61,10 @@ def strip_comments(text):
 
 
 def run(cmd, **kw):
+    # A make of ours must not inherit the caller's (`make SAN=1 integration`).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=600, **kw)
+                       timeout=600, env=env, **kw)
     print("$ %s -> %d\n%s" % (" ".join(cmd), p.returncode, p.stdout.rstrip()))
     return p
 
@@ -159,8 +161,9 @@ def getenv_names(dirs):
 
 
 def config_env_table():
-    names = set(re.findall(r'^\s*\{"([A-Z_][A-Z0-9_]*)", apply_\w+', src("common", "config.c"),
-                           re.M))
+    text = "".join(src(os.path.relpath(p, REPO))
+                   for p in sorted(glob.glob(os.path.join(REPO, "common", "config*.c"))))
+    names = set(re.findall(r'^\s*\{"([A-Z_][A-Z0-9_]*)", apply_\w+', text, re.M))
     assert {"PORT", "NODE_ENV"} <= names, names
     return names
 
@@ -168,7 +171,8 @@ def config_env_table():
 def config_key_paths():
     """Every key path of common/config.c's directive tables, from root_table down:
     {("storage",), ("storage", "connect"), ("storage", "connect", "attempts"), ...}."""
-    text = strip_comments(src("common", "config.c"))
+    text = "\n".join(strip_comments(src(os.path.relpath(p, REPO)))
+                     for p in sorted(glob.glob(os.path.join(REPO, "common", "config*.c"))))
     tables = {}
     for m in re.finditer(r"static const struct directive (\w+)\[\] = \{(.*?)\n\};", text, re.S):
         entries = []
