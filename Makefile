@@ -80,7 +80,8 @@ test:
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/build-asan/ubsan \
 	  $(MAKE) SAN=1 integration
 
-install: all
+# The binaries and the manual pages (install-man, from packaging/packaging.mk).
+install: all install-man
 	install -D -m 0755 build/svcd $(DESTDIR)$(PREFIX)/sbin/svcd
 	install -D -m 0755 build/svc $(DESTDIR)$(PREFIX)/bin/svc
 

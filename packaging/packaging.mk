@@ -28,8 +28,11 @@ PREFIX      ?= /usr
 DESTDIR     ?=
 
 # Everything that ends up in the package: a change to any of them rebuilds it.
-PKG_INPUTS := Makefile $(wildcard common/*.[ch] master/*.[ch] worker/*.[ch] \
-              coordinator/*.[ch] cli/*.[ch] packaging/debian/* packaging/debian/source/* \
+# PKG_SRC_DIRS must name every directory the Makefile compiles sources from
+# (test_packaging.py checks it against the Makefile's SVCD_SRC and SVC_SRC).
+PKG_SRC_DIRS := common master worker coordinator store cli
+PKG_INPUTS := Makefile $(wildcard $(addsuffix /*.[ch],$(PKG_SRC_DIRS)) \
+              packaging/debian/* packaging/debian/source/* \
               packaging/svcd.* packaging/packaging.mk) $(MAN_PAGES)
 
 .PHONY: deb install-man man-lint

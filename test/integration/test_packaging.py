@@ -2,13 +2,18 @@
 The Debian package, end to end, as an administrator meets it.
 
 Builds build/svcd_<version>_<arch>.deb with `make -f packaging/packaging.mk deb`,
-checks it with lintian (no E: lines), the manual pages with `mandoc -Tlint`,
-the systemd unit with `systemd-analyze verify`, then installs it with dpkg and
+checks it with lintian (no errors, warnings listed), the installed manual pages
+with `mandoc -Tlint`, the systemd unit with `systemd-analyze verify`, then
+installs it with dpkg and
 drives the installed daemon: the postinst start, the SysV init script, `svc`,
-logrotate with the shipped file, a reinstall over an edited conffile and
-finally `dpkg --purge`, which must leave no process, user or directory behind.
+logrotate with the shipped file, a reinstall over an edited conffile, `dpkg -r`
+(which keeps the user, the data and the conffiles) and finally `dpkg --purge`,
+which must leave no process, user or directory behind. The checks that need no
+root (manual page coverage and lint, `make install`, the unit against the
+shipped configuration) are in test_packaging_static.py.
 
-Self-contained on purpose (no conftest helpers): it needs root, installs the
+Self-contained on purpose (no conftest helpers): it needs root (or
+passwordless sudo, through which it reruns itself), installs the
 Debian tools it uses when they are missing, and whatever happens it purges the
 package and restores the files it touched. The daemon listens on a free
 loopback port, given through /etc/default/svcd (PORT), which the init script
@@ -26,13 +31,16 @@ import gzip
 import json
 import os
 import pwd
+import glob
 import grp
+import ipaddress
 import re
 import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -40,8 +48,9 @@ import urllib.request
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="installs a Debian package: needs root (CI runs as root)")
+# Not root: every test runs in one `sudo -n` pytest run of this file when sudo
+# allows it, else fails saying why (a package test that does not run must not
+# pass, in CI or anywhere). See _run_as_root() at the end.
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONF = "/etc/svcd/svcd.yaml"
@@ -270,7 +279,8 @@ def purge(port=None):
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL).returncode == 0:
         if os.path.exists(INIT):
-            run([INIT, "stop"], check=False, timeout=60)
+            # sh: after `dpkg -r` the script is a conffile without its x bit.
+            run(["sh", INIT, "stop"], check=False, timeout=60)
         dpkg("--purge", "svcd", check=False)
     for pid in svcd_processes():  # only ever the installed svcd binary
         with contextlib.suppress(ProcessLookupError):
@@ -331,8 +341,10 @@ def pkg(deb):
         dpkg("--force-confold", "--force-confdef", "-i", deb)
         yield {"port": port, "deb": deb}
     finally:
-        purge()
-        restore_policy()
+        try:
+            purge()
+        finally:
+            restore_policy()
         if not had_db:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(makewhatis_db)
@@ -341,13 +353,68 @@ def pkg(deb):
 # --------------------------------------------------------------------------------------------
 # Static checks.
 
+def lintian(deb):
+    with tempfile.TemporaryFile(mode="w+") as err:
+        p = subprocess.run(["lintian", "--pedantic", "--display-info", "--fail-on", "error",
+                            deb], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=err, text=True, timeout=600, env=env())
+        err.seek(0)
+        return p, err.read()
+
+
 def test_lintian_reports_no_errors(deb):
-    p = run(["lintian", "--pedantic", "--display-info", deb], check=False,
-            timeout=600)
-    tags = [l for l in p.stdout.splitlines() if re.match(r"^[EWIPX]: ", l)]
-    print("lintian: %d tag(s)\n%s" % (len(tags), "\n".join(tags)))
+    # lintian's exit status: 0 normal, 1 a run-time error (lintian itself
+    # failed: nothing was checked), 2 a tag of the --fail-on level (error).
+    # First, on a package known to be wrong, that lintian here works as read.
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "root", "DEBIAN"))
+        with open(os.path.join(tmp, "root", "DEBIAN", "control"), "w") as f:
+            f.write("Package: svcd-lintian-probe\nVersion: 1\nArchitecture: all\n"
+                    "Maintainer: probe <probe@example.com>\nDescription: probe\n")
+        probe = os.path.join(tmp, "probe.deb")
+        run(["dpkg-deb", "--root-owner-group", "--build", os.path.join(tmp, "root"), probe])
+        p, _ = lintian(probe)
+        assert p.returncode == 2 and re.search(
+            r"^E: svcd-lintian-probe: no-copyright-file", p.stdout, re.M), p.stdout
+    p, stderr = lintian(deb)
+    tags = [l for l in p.stdout.splitlines() if re.match(r"^[EWIPXO]: ", l)]
+    print("lintian exited %d: %d tag(s)\n%s\nstderr:\n%s" % (
+        p.returncode, len(tags), "\n".join(tags), stderr))
+    for kind in "WIPX":
+        listed = [l for l in tags if l.startswith(kind + ": ")]
+        print("lintian %s: %d\n%s" % (kind, len(listed), "\n".join(listed)))
+    assert p.returncode != 1, "lintian failed to run (exit 1):\n" + stderr + p.stdout
     errors = [l for l in tags if l.startswith("E: ")]
     assert not errors, "lintian errors:\n" + "\n".join(errors)
+    assert p.returncode == 0, "lintian exited %d without listing an error:\n%s%s" % (
+        p.returncode, p.stdout, stderr)
+    # Every tag names the package: lintian looked at this .deb, not at nothing.
+    assert all(re.match(r"^[EWIPXO]: svcd[: ]", l) for l in tags), tags
+
+
+def test_daemontools_relation(deb):
+    # /usr/bin/svc is daemontools' too (another program): Conflicts, never Replaces.
+    fields = run(["dpkg-deb", "-f", deb]).stdout
+    conflicts = run(["dpkg-deb", "-f", deb, "Conflicts"]).stdout
+    assert re.search(r"(^|,)\s*daemontools\s*(,|$)", conflicts.strip()), fields
+    assert not re.search(r"^(Replaces|Breaks|Provides):", fields, re.M), fields
+    contents = run(["dpkg-deb", "-c", deb]).stdout
+    assert re.search(r" \./usr/bin/svc$", contents, re.M), contents
+
+
+def test_deb_is_rebuilt_after_any_source_change(deb):
+    # `make deb` is up to date right after the build, and out of date once any
+    # input changes (make -W pretends a file is new without touching it).
+    mk = ["make", "-C", REPO, "-s", "-f", "packaging/packaging.mk", "-q",
+          os.path.relpath(deb, REPO)]
+    assert run(mk, check=False).returncode == 0, "deb not up to date right after `make deb`"
+    probes = ["Makefile", "man/svcd.8", "packaging/svcd.init", "packaging/debian/control"]
+    for d in ("common", "master", "worker", "coordinator", "store", "cli"):
+        probes += sorted(glob.glob(os.path.join(REPO, d, "*.c")))[:1]
+        probes += sorted(glob.glob(os.path.join(REPO, d, "*.h")))[:1]
+    for f in probes:
+        p = run(mk + ["-W", os.path.relpath(f, REPO)], check=False)
+        assert p.returncode == 1, "a change to %s would not rebuild the .deb" % f
 
 
 def test_build_depends_cover_every_library_the_makefile_links(deb):
@@ -374,51 +441,6 @@ def test_build_depends_cover_every_library_the_makefile_links(deb):
     assert not missing, "Build-Depends lacks: %s" % ", ".join(missing)
 
 
-def test_man_pages_lint_clean_in_tree(machine_lock):
-    p = run(["make", "-C", REPO, "-s", "-f", "packaging/packaging.mk", "man-lint"], check=False)
-    assert p.returncode == 0 and "man-lint: clean" in p.stdout, p.stdout
-
-
-def _macro_words(page, macro):
-    """Every word given to `macro` (Cm, Ev, Fl, Dv) in a man page, dotted keys split too."""
-    words = set()
-    with open(os.path.join(REPO, "man", page)) as f:
-        for line in f:
-            parts = line.split()
-            for i, w in enumerate(parts[:-1]):
-                if w in ("." + macro, macro):
-                    for arg in parts[i + 1:]:  # up to the next macro
-                        if re.fullmatch(r"[A-Z][a-z]", arg):
-                            break
-                        words.update(re.split(r"[.,]", arg))
-    return words
-
-
-def test_man_pages_cover_the_configuration_and_environment():
-    # Every key of the configuration tables in common/config.c is documented in
-    # svcd.yaml(5), every environment name it reads in svcd(8), every svc
-    # command in svc(1).
-    with open(os.path.join(REPO, "common", "config.c")) as f:
-        src = f.read()
-    keys = set(re.findall(r'^\s*\{"([a-z_]+)", set_[a-z_]+,', src, re.M))
-    envs = set(re.findall(r'^\s*\{"([A-Z_]+)", apply_', src, re.M))
-    assert {"listen", "timeouts", "storage", "log"} <= keys and "PORT" in envs
-    missing = keys - _macro_words("svcd.yaml.5", "Cm")
-    assert not missing, "keys missing from man/svcd.yaml.5: %s" % sorted(missing)
-    missing = (envs | {"NOTIFY_SOCKET", "WATCHDOG_USEC"}) - _macro_words("svcd.8", "Ev")
-    assert not missing, "environment missing from man/svcd.8: %s" % sorted(missing)
-    with open(os.path.join(REPO, "cli", "svc.c")) as f:
-        commands = set(re.findall(r'strcmp\(cmd, "([a-z]+)"\) == 0', f.read()))
-    assert {"start", "stop", "status"} <= commands
-    missing = commands - _macro_words("svc.1", "Cm")
-    assert not missing, "commands missing from man/svc.1: %s" % sorted(missing)
-    assert {"SVCD_CONFIG", "SVCD_BIN"} <= _macro_words("svc.1", "Ev")
-    assert {"c", "d", "h", "t", "v"} <= set("".join(_macro_words("svcd.8", "Fl")))
-    for sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1"):
-        assert sig in _macro_words("svcd.8", "Dv") | {
-            w.strip(",") for w in open(os.path.join(REPO, "man/svcd.8")).read().split()}
-
-
 def test_package_contents_and_user(pkg):
     for path in ("/usr/sbin/svcd", "/usr/bin/svc", INIT):
         assert os.access(path, os.X_OK), path
@@ -437,9 +459,23 @@ def test_package_contents_and_user(pkg):
     assert "configuration OK" in p.stdout
     p = run(["svc", "-c", CONF, "check"])
     assert "configuration OK" in p.stdout
+    # The shipped conffile listens on loopback only: every address it lists
+    # (block or flow style, comments aside) ...
+    addresses = conf_addresses()
+    for a in addresses:
+        host = a.rsplit(":", 1)[0].strip("[]")
+        assert ipaddress.ip_address(host).is_loopback, "listens on %s" % a
+    # ... and the daemon it starts binds nothing else (checked in
+    # test_postinst_started_the_daemon_on_the_preseeded_port with ss).
+
+
+def conf_addresses():
+    """Every listen address of the installed conffile, block or flow style."""
     with open(CONF) as f:
-        text = f.read()
-    assert re.search(r"^\s+- address: 127\.0\.0\.1:", text, re.M), "must listen on loopback only"
+        text = "\n".join(re.sub(r"(^|\s)#.*$", "", l) for l in f)
+    addresses = re.findall(r"(?:^|[\s{,-])address:\s*[\"']?([^\s,}\"']+)", text, re.M)
+    assert addresses, text
+    return addresses
 
 
 def test_installed_man_pages_fully_lint_clean(pkg):
@@ -533,6 +569,21 @@ def test_postinst_started_the_daemon_on_the_preseeded_port(pkg):
     uid = pwd.getpwnam("svcd").pw_uid
     kids = [pid for pid in svcd_processes() if pid != master_pid()]
     assert kids and all(os.stat("/proc/%d" % pid).st_uid == uid for pid in kids)
+    # Every socket svcd listens on is on loopback, one per configured address.
+    pids = set(svcd_processes())
+    out = run(["ss", "-Hltnup"]).stdout
+    bound = set()
+    for line in out.splitlines():
+        owners = {int(x) for x in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            local = line.split()[4]
+            bound.add(local)
+    print("svcd listens on %s" % sorted(bound))
+    assert bound, out
+    for local in bound:
+        host = local.rsplit(":", 1)[0].strip("[]").split("%")[0]
+        assert ipaddress.ip_address(host).is_loopback, "svcd listens on %s" % local
+    assert len(bound) == len(conf_addresses()), (bound, conf_addresses())
 
 
 def test_daemon_detaches_from_the_callers_output(pkg):
@@ -564,7 +615,9 @@ def test_unit_commands_run_as_systemd_would_run_them(pkg):
     user, group = unit["User"][0], unit["Group"][0]
     assert float(unit["WatchdogSec"][0].rstrip("s")) > 0
     stop_s = float(unit["TimeoutStopSec"][0].rstrip("s"))
-    assert stop_s > 10, "TimeoutStopSec must exceed the default 10s drain"
+    p = run(["/usr/sbin/svcd", "-t", "-c", CONF])  # the installed conffile is valid
+    m = re.search(r"^\s*shutdown:\s*(\d+)s\b", open(CONF).read(), re.M)
+    assert m and stop_s >= int(m.group(1)) + 5, "TimeoutStopSec < timeouts.shutdown + 5s"
     run([INIT, "stop"])
     run(["install", "-d", "-o", user, "-g", group, "-m", unit["RuntimeDirectoryMode"][0],
          "/run/" + unit["RuntimeDirectory"][0]])
@@ -675,6 +728,129 @@ def test_init_script_reports_an_invalid_configuration(pkg):
         run([INIT, "stop"], check=False)
 
 
+def as_nobody(cmd):
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"] + cmd
+
+
+def dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_init_script_status_codes(pkg):
+    port = pkg["port"]
+    run([INIT, "stop"])
+    assert run([INIT, "status"], check=False).returncode == 3
+    try:
+        # 1: a pidfile whose process is dead.
+        os.makedirs(os.path.dirname(PIDFILE), exist_ok=True)
+        with open(PIDFILE, "w") as f:
+            f.write("%d\n" % dead_pid())
+        p = run([INIT, "status"], check=False)
+        assert p.returncode == 1, p.stdout
+        run([INIT, "start"])  # the stale pidfile is taken over
+        assert serving(port) and master_pid() > 0
+        # 4: a user who cannot see the pidfile or the control socket cannot tell.
+        p = run(as_nobody([INIT, "status"]), check=False)
+        assert p.returncode == 4, p.stdout
+        assert run([INIT, "status"], check=False).returncode == 0
+        # 1: svcd killed outright leaves its pidfile behind.
+        master = master_pid()
+        for pid in [master] + svcd_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not svcd_processes(), 20, "every svcd process gone after SIGKILL")
+        # Until its parent (init) reaps it, the master is a zombie that still
+        # has a /proc entry named svcd, which start-stop-daemon counts as running.
+        wait_for(lambda: not os.path.exists("/proc/%d" % master), 30, "the master reaped")
+        assert os.path.exists(PIDFILE)
+        p = run([INIT, "status"], check=False)
+        assert p.returncode == 1, p.stdout
+        # stop succeeds on a dead service and clears the stale pidfile.
+        assert run([INIT, "stop"], check=False).returncode == 0
+        assert not os.path.exists(PIDFILE)
+        assert run([INIT, "status"], check=False).returncode == 3
+        # Actions other than status need root: 4.
+        assert run(as_nobody([INIT, "start"]), check=False).returncode == 4
+        assert not svcd_processes()
+    finally:
+        run([INIT, "stop"], check=False)
+
+
+def test_init_script_try_restart(pkg):
+    port = pkg["port"]
+    run([INIT, "stop"])
+    assert run([INIT, "try-restart"], check=False).returncode == 0
+    assert not svcd_processes() and not serving(port)  # stopped stays stopped
+    run([INIT, "start"])
+    pid = master_pid()
+    try:
+        assert run([INIT, "try-restart"], check=False).returncode == 0
+        assert serving(port) and master_pid() not in (0, pid)
+    finally:
+        run([INIT, "stop"], check=False)
+
+
+def test_init_script_restart_keeps_the_daemon_when_the_config_is_invalid(pkg):
+    port = pkg["port"]
+    with open(CONF) as f:
+        good = f.read()
+    run([INIT, "start"])
+    pid = master_pid()
+    try:
+        with open(CONF, "w") as f:
+            f.write(good.replace("workers: auto", "workers: auto\nwrokers: 2"))
+        for action in ("restart", "try-restart"):
+            p = run([INIT, action], check=False)
+            assert p.returncode == 6 and "wrokers" in p.stdout, p.stdout
+            assert master_pid() == pid and serving(port), "%s stopped svcd" % action
+    finally:
+        with open(CONF, "w") as f:
+            f.write(good)
+        run([INIT, "stop"], check=False)
+
+
+def test_init_script_stop_waits_for_the_configured_drain(pkg):
+    # The init script stops through `svc stop`, which waits timeouts.shutdown
+    # + 5s from the configuration, then kills a master that has not exited.
+    # A frozen master (SIGSTOP) never drains: with shutdown: 20s, stop must
+    # wait at least 20 + 5s before it kills it (a fixed 15s retry would kill
+    # it sooner), and then exit 0.
+    with open(CONF) as f:
+        good = f.read()
+    assert "shutdown: 10s" in good
+    try:
+        with open(CONF, "w") as f:
+            f.write(good.replace("shutdown: 10s", "shutdown: 20s"))
+        run([INIT, "start"])
+        pid = master_pid()
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        p = run([INIT, "stop"], check=False, timeout=180)
+        took = time.monotonic() - t0
+        print("stop of a frozen master took %.1fs" % took)
+        assert p.returncode == 0, p.stdout
+        assert not os.path.exists("/proc/%d" % pid) or _state(pid) == "Z"
+        assert took >= 25, "stop killed svcd before timeouts.shutdown + 5s"
+        wait_for(lambda: not svcd_processes(), 30, "children gone after the master was killed")
+    finally:
+        with open(CONF, "w") as f:
+            f.write(good)
+        for pid in svcd_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run([INIT, "stop"], check=False)
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def test_svc_lifecycle(pkg):
     port = pkg["port"]
     e = env(PORT=port)
@@ -703,6 +879,11 @@ def test_svc_lifecycle(pkg):
     assert run([INIT, "status"], check=False).returncode == 3
 
 
+def logrotate(tmp):
+    return run(["logrotate", "-v", "-f", "-s", os.path.join(tmp, "state"),
+                "/etc/logrotate.d/svcd"], check=False)
+
+
 def test_logrotate_with_the_shipped_file(pkg):
     port = pkg["port"]
     run([INIT, "start"])
@@ -710,20 +891,31 @@ def test_logrotate_with_the_shipped_file(pkg):
         poke(port, "/before-rotation")
         wait_for(lambda: "before-rotation" in open(LOG).read(), 10, "access line logged")
         with tempfile.TemporaryDirectory() as tmp:
-            run(["logrotate", "-v", "-f", "-s", os.path.join(tmp, "state"),
-                 "/etc/logrotate.d/svcd"])
+            assert logrotate(tmp).returncode == 0
         assert os.path.exists(LOG + ".1"), os.listdir("/var/log/svcd")
         st = os.stat(LOG)
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (
             pwd.getpwnam("svcd").pw_uid, grp.getgrnam("adm").gr_gid, 0o640)
         assert "before-rotation" in open(LOG + ".1").read()
-        # SIGUSR1 from postrotate: every process writes to the new file now.
+        # postrotate's SIGUSR1 reached the master: it says so in the new file,
+        # with no reload or restart in between.
+        pid = master_pid()
+        wait_for(lambda: "log file reopened" in open(LOG).read(), 10,
+                 "the master's 'log file reopened' line in the new log file")
+        assert "log file reopened" not in open(LOG + ".1").read()
+        # ... and the workers write their access lines there too.
         poke(port, "/after-rotation")
-        run([INIT, "reload"])  # master and a new worker generation log too
         wait_for(lambda: "after-rotation" in open(LOG).read(), 10,
                  "the access line in the new log file")
         assert "after-rotation" not in open(LOG + ".1").read()
-        assert serving(port)
+        assert master_pid() == pid and serving(port)
+        # svcd not running: postrotate has nothing to signal and succeeds.
+        run([INIT, "stop"])
+        poke_log = open(LOG).read()
+        assert poke_log
+        with tempfile.TemporaryDirectory() as tmp:
+            p = logrotate(tmp)
+        assert p.returncode == 0 and "error:" not in p.stdout, p.stdout
     finally:
         run([INIT, "stop"], check=False)
 
@@ -746,6 +938,43 @@ def test_reinstall_keeps_a_modified_conffile_and_restarts(pkg):
     wait_for(lambda: serving(port), 20, "svcd restarted by postinst")
     assert master_pid() not in (0, pid)
     run(["svcd", "-t", "-c", CONF])
+
+
+def test_remove_keeps_user_data_and_conffiles(pkg):
+    port = pkg["port"]
+    if not master_pid():
+        run([INIT, "start"])
+    assert serving(port)
+    with open(CONF) as f:
+        conf = f.read()
+    marker = "/var/lib/svcd/kept-by-remove"
+    with open(marker, "w") as f:
+        f.write("data\n")
+    dpkg("-r", "svcd")
+    status = run(["dpkg-query", "-W", "-f=${Status}", "svcd"]).stdout
+    assert status == "deinstall ok config-files", status
+    assert not svcd_processes() and not serving(port)
+    assert pwd.getpwnam("svcd") and grp.getgrnam("svcd")
+    assert os.path.isfile(marker) and os.path.isdir("/var/log/svcd")
+    with open(CONF) as f:
+        assert f.read() == conf
+    for path in (DEFAULTS, INIT, "/etc/logrotate.d/svcd"):
+        assert os.path.isfile(path), path
+    for path in ("/usr/sbin/svcd", "/usr/bin/svc"):
+        assert not os.path.exists(path), path
+    # The init script, a conffile, outlives the binaries (dh_installinit's
+    # postrm takes its x bit away, so no rc link runs it): run by hand, stop
+    # is a success and status says not running.
+    assert not os.access(INIT, os.X_OK)
+    assert run(["sh", INIT, "stop"], check=False).returncode == 0
+    assert run(["sh", INIT, "status"], check=False).returncode == 3
+    assert run(["sh", INIT, "start"], check=False).returncode == 5  # not installed
+    # Installing again brings the daemon back on the kept configuration.
+    dpkg("-i", pkg["deb"])
+    wait_for(lambda: serving(port), 20, "svcd started by postinst after reinstall")
+    assert os.access(INIT, os.X_OK)
+    assert os.path.isfile(marker)
+    os.unlink(marker)
 
 
 def test_purge_removes_everything_and_stops_the_daemon(pkg):
@@ -775,3 +1004,65 @@ def _uid_of(pid):
         return os.stat("/proc/" + pid).st_uid
     except OSError:
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# Not root: rerun this file under `sudo -n` once and report each test's result
+# from that run, or fail every test saying what is missing.
+
+_ROOT_RUN = {}
+
+
+def _root_results():
+    if "results" in _ROOT_RUN:
+        return _ROOT_RUN["results"]
+    sudo = shutil.which("sudo")
+    ok = sudo and subprocess.run([sudo, "-n", "true"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL).returncode == 0
+    if not ok:
+        _ROOT_RUN["results"] = None
+        return None
+    import xml.etree.ElementTree as ET
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = os.path.join(tmp, "junit.xml")
+        os.chmod(tmp, 0o777)
+        keep = ["%s=%s" % (k, v) for k, v in os.environ.items()
+                if k in ("CI", "SVCD_BUILD", "PATH", "SLOW")]
+        p = run([sudo, "-n", "env"] + keep + [sys.executable, "-m", "pytest", "-q",
+                "-p", "no:cacheprovider", "--junitxml=" + xml, os.path.abspath(__file__)],
+                check=False, timeout=7200, env=os.environ.copy())
+        results = {}
+        if os.path.exists(xml):
+            for case in ET.parse(xml).getroot().iter("testcase"):
+                bad = case.find("failure")
+                if bad is None:
+                    bad = case.find("error")
+                if bad is None and case.find("skipped") is not None:
+                    bad = case.find("skipped")
+                results[case.get("name")] = None if bad is None else (
+                    (bad.get("message") or "") + "\n" + (bad.text or ""))
+        results["__output__"] = p.stdout
+    _ROOT_RUN["results"] = results
+    return results
+
+
+def _run_as_root(name):
+    def proxy():
+        results = _root_results()
+        if results is None:
+            pytest.fail("test_packaging.py installs a Debian package and needs root: run it "
+                        "as root, or as a user allowed passwordless `sudo -n` (uid %d is "
+                        "neither)" % os.geteuid())
+        if name not in results:
+            pytest.fail("%s did not run under sudo:\n%s" % (name, results["__output__"][-4000:]))
+        if results[name] is not None:
+            pytest.fail("%s failed under sudo:\n%s" % (name, results[name]))
+    proxy.__name__ = name
+    proxy.__doc__ = "%s, run as root through sudo -n" % name
+    return proxy
+
+
+if os.geteuid() != 0:
+    for _name in [n for n in list(globals()) if n.startswith("test_")]:
+        globals()[_name] = _run_as_root(_name)
