@@ -7,6 +7,8 @@
 //       {"cmd":"send","name":"c1","event":"x","args":[...]}                    (no ack)
 //       {"cmd":"raw","name":"c1","data":"4garbage"}  (an Engine.IO packet as sent)
 //       {"cmd":"close","name":"c1"}   {"cmd":"exit"}
+//     binary values in args are written {"$bin": base64} both ways (sent as Buffers;
+//     received Buffers/ArrayBuffers are reported so)
 //     events: connected, connect_error, disconnect, event, ack, upgrade, error
 //
 //   node test_chat_driver.js idle URL SECRET N
@@ -37,6 +39,33 @@ function jwt(sub, secret, ttl = 3600) {
   return h + "." + p + "." + s;
 }
 
+// Binary values cross the JSON pipe as {"$bin": base64}: revive() turns them into
+// Buffers before emitting, tag() marks received binaries (Buffer, ArrayBuffer, views)
+// so the test sees that they arrived as binary and not as strings.
+function revive(x) {
+  if (Array.isArray(x)) return x.map(revive);
+  if (x && typeof x === "object") {
+    if (typeof x.$bin === "string" && Object.keys(x).length === 1) return Buffer.from(x.$bin, "base64");
+    const o = {};
+    for (const k of Object.keys(x)) o[k] = revive(x[k]);
+    return o;
+  }
+  return x;
+}
+
+function tag(x) {
+  if (Buffer.isBuffer(x)) return { $bin: x.toString("base64") };
+  if (x instanceof ArrayBuffer) return { $bin: Buffer.from(x).toString("base64") };
+  if (ArrayBuffer.isView(x)) return { $bin: Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("base64") };
+  if (Array.isArray(x)) return x.map(tag);
+  if (x && typeof x === "object") {
+    const o = {};
+    for (const k of Object.keys(x)) o[k] = tag(x[k]);
+    return o;
+  }
+  return x;
+}
+
 function out(o) {
   process.stdout.write(JSON.stringify(o) + "\n");
 }
@@ -63,23 +92,25 @@ function interactive(url, secret) {
           const eng = sock.io.engine;
           out({ ev: "connected", name: c.name, id: sock.id, transport: eng.transport.name,
                 sid: eng.id });
-          eng.once("upgrade", (t) => out({ ev: "upgrade", name: c.name, transport: t.name }));
         });
+        // from the engine's open on: the upgrade may finish before the CONNECT ack
+        sock.io.on("open", () => sock.io.engine.once("upgrade", (t) =>
+          out({ ev: "upgrade", name: c.name, transport: t.name })));
         sock.on("connect_error", (e) => out({ ev: "connect_error", name: c.name,
                                                 message: e.message, data: e.data || null }));
         sock.on("disconnect", (reason) => out({ ev: "disconnect", name: c.name, reason }));
-        sock.onAny((event, ...args) => out({ ev: "event", name: c.name, event, args }));
+        sock.onAny((event, ...args) => out({ ev: "event", name: c.name, event, args: tag(args) }));
         break;
       }
       case "emit":
         if (!s) return out({ ev: "error", message: "no socket " + c.name });
-        s.timeout(c.timeout || 5000).emit(c.event, ...(c.args || []), (err, res) => {
+        s.timeout(c.timeout || 5000).emit(c.event, ...revive(c.args || []), (err, res) => {
           out({ ev: "ack", name: c.name, tag: c.tag, err: err ? String(err) : null, res });
         });
         break;
       case "send":
         if (!s) return out({ ev: "error", message: "no socket " + c.name });
-        s.emit(c.event, ...(c.args || []));
+        s.emit(c.event, ...revive(c.args || []));
         break;
       case "raw": {
         // straight onto the active Engine.IO transport, bypassing the encoder
