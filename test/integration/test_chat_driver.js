@@ -17,7 +17,8 @@
 //   node test_chat_driver.js fanout URL SECRET CLIENTS MESSAGES TRANSPORTS [SENDERS]
 //       CLIENTS clients join room "fan", SENDERS of them send MESSAGES messages in
 //       total; prints {"clients","messages","delivered","dupes","missing","acked",
-//       "seconds","rate"} once every client got every message (or after 60 s).
+//       "seconds","rate","slots"} once every client got every message (or after 60 s);
+//       slots: how many sessions each worker owns (first two characters of the sid).
 //
 // Default options unless "opts" says otherwise: long-polling first, then the
 // upgrade to WebSocket, exactly as a browser app would.
@@ -97,7 +98,9 @@ function interactive(url, secret) {
         sock.io.on("open", () => sock.io.engine.once("upgrade", (t) =>
           out({ ev: "upgrade", name: c.name, transport: t.name })));
         sock.on("connect_error", (e) => out({ ev: "connect_error", name: c.name,
-                                                message: e.message, data: e.data || null }));
+                                                message: e.message, data: e.data || null,
+                                                description: typeof e.description === "number" ?
+                                                  e.description : null }));
         sock.on("disconnect", (reason) => out({ ev: "disconnect", name: c.name, reason }));
         sock.onAny((event, ...args) => out({ ev: "event", name: c.name, event, args: tag(args) }));
         break;
@@ -180,8 +183,14 @@ async function fanout(url, secret, nclients, nmsgs, transports, nsenders) {
       if (n > 1) dupes += n - 1;
     }
   }
+  // sessions per owning worker: an Engine.IO sid starts with its owner's slot
+  const slots = {};
+  for (const s of clients) {
+    const k = s.io.engine && s.io.engine.id ? s.io.engine.id.slice(0, 2) : "?";
+    slots[k] = (slots[k] || 0) + 1;
+  }
   out({ clients: nclients, messages: nmsgs, acked: ids.length, delivered: count(), dupes, missing,
-        seconds: secs, rate: count() / secs });
+        seconds: secs, rate: count() / secs, slots });
   for (const s of clients) s.close();
   process.exit(0);
 }
