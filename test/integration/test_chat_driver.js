@@ -12,7 +12,9 @@
 //     events: connected, connect_error, disconnect, event, ack, upgrade, error
 //
 //   node test_chat_driver.js idle URL SECRET N
-//       N WebSocket clients stay connected until stdin closes (memory per connection).
+//       N WebSocket clients connect (waves of 500) and join room "idle", print
+//       {"idle":N} once all are in, stay connected and silent until stdin closes,
+//       then print {"idle_end":still connected,"dropped":n} (memory per connection).
 //
 //   node test_chat_driver.js fanout URL SECRET CLIENTS MESSAGES TRANSPORTS [SENDERS]
 //       CLIENTS clients join room "fan", SENDERS of them send MESSAGES messages in
@@ -195,27 +197,49 @@ async function fanout(url, secret, nclients, nmsgs, transports, nsenders) {
   process.exit(0);
 }
 
-// idle: N WebSocket clients connect and join a room, print {"idle":N}, then stay
-// connected until stdin closes (the caller measures the server's memory).
-async function idle(url, secret, n) {
-  let up = 0;
+// idle: N WebSocket clients connect (in waves of WAVE at a time, so the server sees
+// a steady ramp rather than a SYN flood) and each joins room "idle" with an ack;
+// once all N are in, prints {"idle":N,"seconds":...}, then they stay connected,
+// sending nothing, until stdin closes. Fails ({"error":...}, exit 1) if not all N
+// got in within 180 s or one dropped before the end: the caller measures memory
+// for exactly N connections or not at all.
+async function idle(url, secret, n, wave = 500) {
   const socks = [];
-  await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("connect timeout: " + up)), 120000);
-    for (let i = 0; i < n; i++) {
+  let dropped = 0;
+  const t0 = Date.now();
+  const deadline = t0 + 180000;
+  for (let base = 0; base < n; base += wave) {
+    const batch = [];
+    for (let i = base; i < Math.min(n, base + wave); i++) {
       const s = io(url, { auth: { token: jwt("idle-" + i, secret) }, forceNew: true,
                           transports: ["websocket"], reconnection: false });
-      s.once("connect", () => { if (++up === n) { clearTimeout(t); resolve(); } });
       socks.push(s);
+      batch.push(new Promise((resolve, reject) => {
+        s.once("connect", () => s.timeout(60000).emitWithAck("join", "idle").then(resolve, reject));
+        s.once("connect_error", (e) => reject(new Error("client " + i + ": " + e.message)));
+      }));
+      s.on("disconnect", () => dropped++);
     }
-  });
-  out({ idle: n });
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error("connect timeout: " + base + " of " + n + " in");
+    let timer;
+    await Promise.race([Promise.all(batch), new Promise((_, rej) => {
+      timer = setTimeout(() => rej(new Error("connect timeout: " + base + " of " + n)), left);
+    })]);
+    clearTimeout(timer);
+  }
+  if (dropped) throw new Error(dropped + " idle clients dropped while connecting");
+  out({ idle: socks.length, seconds: (Date.now() - t0) / 1000 });
   process.stdin.resume();
-  process.stdin.on("end", () => { for (const s of socks) s.close(); process.exit(0); });
+  process.stdin.on("end", () => {
+    out({ idle_end: socks.length - dropped, dropped });
+    for (const s of socks) s.close();
+    process.exit(0);
+  });
 }
 
 const [mode, url, secret, ...rest] = process.argv.slice(2);
-if (mode === "idle") idle(url, secret, +rest[0]).catch((e) => { out({ error: String(e) }); process.exit(1); });
+if (mode === "idle") idle(url, secret, +rest[0], +(rest[1] || 500)).catch((e) => { out({ error: String(e) }); process.exit(1); });
 else if (mode === "interactive") interactive(url, secret);
 else if (mode === "fanout")
   fanout(url, secret, +rest[0], +rest[1], rest[2] || "default", +(rest[3] || 1))
