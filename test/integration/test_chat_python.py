@@ -74,15 +74,17 @@ class Peer:
         auth = {"token": self.token} if self.token is not None else None
         self.sio.connect(self.url, auth=auth, transports=self.transports,
                          namespaces=self.namespaces, wait_timeout=scaled(10))
+        self._sid = self.sio.eio.sid  # kept: the client forgets it once disconnected
         return self
 
     @property
     def sid(self):
-        return self.sio.eio.sid
+        return self._sid
 
     @property
     def slot(self):
-        return self.sio.eio.sid[:2]
+        """The owning worker's scoreboard slot: the sid's first two characters."""
+        return self._sid[:2]
 
     def call(self, event, *args, timeout=10):
         data = args[0] if len(args) == 1 else (tuple(args) if args else None)
