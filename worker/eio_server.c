@@ -431,7 +431,11 @@ static void ws_on_closed(void *ud, int code)
     }
     struct http_request *req = e->req;
     free(e);
-    http_conn_finish(req, 101, out);
+    /* A lingering close (http_conn: shutdown for writing, read and drop until EOF
+     * or LINGER_MS), not close(): a peer still sending (the rest of an oversize
+     * message, a flood) would get a RST that can destroy our close frame before it
+     * is read, and see 1006 instead of 1009/1008. */
+    http_conn_release(req, 101, out, 0);
 }
 
 static const struct ws_handler ws_handler = {ws_on_message, ws_on_closed};

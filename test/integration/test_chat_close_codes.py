@@ -185,3 +185,41 @@ def test_malformed_polling_post_is_400(server):
         g = requests.get(url, params={"EIO": "4", "transport": "polling", "sid": sid},
                          timeout=5)
         assert g.status_code == 400 and g.json()["code"] == 1, g.text
+
+
+NODE_WS = r"""
+// close codes as the npm `ws` client (what socket.io-client uses in Node) sees them
+const WebSocket = require("ws");
+const [port, kind] = process.argv.slice(1);
+const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`,
+                         { origin: "http://localhost:5173" });
+ws.on("error", () => {});
+ws.on("message", (m) => {
+  m = String(m);
+  if (m.startsWith("0{")) ws.send('40{"token":"' + process.env.TOKEN + '"}');
+  if (!m.startsWith("40{")) return;
+  if (kind === "big") ws.send("42" + JSON.stringify(["message", {room: "r", text: "x".repeat(10 << 20)}]));
+  if (kind === "flood") for (let i = 0; i < 2000; i++) ws.send('42["join","r"]');
+  if (kind === "malformed") ws.send("4garbage");
+  if (kind === "utf8") ws.send(Buffer.from('42["join","\xff"]', "latin1"), { binary: false });
+});
+ws.on("close", (code) => { console.log(JSON.stringify({ code })); process.exit(0); });
+setTimeout(() => { console.log(JSON.stringify({ code: "timeout" })); process.exit(1); }, 30000);
+"""
+
+
+def test_close_codes_seen_by_the_node_ws_client(server):
+    """The npm `ws` client, which keeps sending while the server closes (the rest
+    of a 10 MiB message, a flood), still reads the close frame: svcd lingers
+    instead of resetting the connection (a RST would make it 1006)."""
+    import subprocess
+    from helpers.peers import need_node_modules
+    need_node_modules("ws")
+    env = dict(os.environ, NODE_PATH=os.path.join(os.path.dirname(__file__), "node_modules"))
+    for kind, code in (("big", 1009), ("flood", 1008), ("malformed", 1002), ("utf8", 1007)):
+        for i in range(3):
+            env["TOKEN"] = make_jwt({"sub": "nodews-%s-%d" % (kind, i)})
+            r = subprocess.run(["node", "-e", NODE_WS, str(server.wd.port), kind],
+                               capture_output=True, text=True, env=env, timeout=scaled(60))
+            got = json.loads(r.stdout.strip().splitlines()[-1])["code"]
+            assert got == code, (kind, got, r.stderr[-500:])
