@@ -18,17 +18,36 @@ def b64(b):
     return base64.b64encode(b).decode()
 
 
-def test_binary_signal_relayed_as_binary_polling_websocket_and_across_workers(chat):  # noqa: F811
-    d = chat.driver()
-    seen = {"same": 0, "cross": 0}
-    for i in range(10):
-        a, b = "bina%d" % i, "binb%d" % i
+def _pick_pairs(d):
+    """Connect polling-only clients and default-option (upgraded) clients until
+    there is a (polling, websocket) pair owned by one worker and one owned by two
+    (the sid names its owner's slot). Bounded: at most 30 of each."""
+    polls, ups = [], []
+    for i in range(30):
+        a, b = "binp%d" % i, "binu%d" % i
         ea = d.connect(a, a, opts={"transports": ["polling"]})
         assert ea["ev"] == "connected" and ea["transport"] == "polling", ea
         eb = d.connect(b, b)  # default options: polling, then the upgrade
         assert eb["ev"] == "connected", eb
         d.expect(lambda e: e.get("name") == b and e["ev"] == "upgrade"
                  and e["transport"] == "websocket", 10, "%s to upgrade" % b)
+        polls.append((a, ea["sid"][:2]))
+        ups.append((b, eb["sid"][:2]))
+        for x, sx in polls:  # two disjoint pairs: (x, y) on one worker, (u, v) on two
+            for y, sy in ups:
+                if sx != sy:
+                    continue
+                cross = [(u, v) for u, su in polls for v, sv in ups
+                         if su != sv and u != x and v != y]
+                if cross:
+                    return (x, y), cross[0]
+    raise AssertionError("no pair on one worker and across workers: %r %r" % (polls, ups))
+
+
+def test_binary_signal_relayed_as_binary_polling_websocket_and_across_workers(chat):  # noqa: F811
+    d = chat.driver()
+    same, cross = _pick_pairs(d)
+    for i, (a, b) in enumerate((same, cross)):
         assert d.call(a, "random:join")["status"] == "waiting"
         d.call(b, "random:join")
         m = d.expect(lambda e: e.get("name") == a and e.get("event") == "random:matched")
@@ -54,11 +73,8 @@ def test_binary_signal_relayed_as_binary_polling_websocket_and_across_workers(ch
         d.call(b, "signal", {"to": a, "data": {"candidate": "c-%d" % i}})
         got = d.expect(lambda e: e.get("name") == a and e.get("event") == "signal")["args"][0]
         assert got == {"from": b, "data": {"candidate": "c-%d" % i}}
-        seen["cross" if ea["sid"][:2] != eb["sid"][:2] else "same"] += 1
-        if seen["cross"] and seen["same"]:
-            break
-    assert seen["cross"] >= 1 and seen["same"] >= 1, seen
     # a stranger's binary signal is refused, and nothing reaches the partner
+    a = cross[0]
     assert d.connect("binx", "binx")["ev"] == "connected"
     res = d.call("binx", "signal", {"to": a, "data": {"$bin": b64(SMALL)}})
     assert res["ok"] is False and res["error"] == "NOT_PARTNER"
