@@ -8,8 +8,11 @@
 #   fan-out  CLIENTS clients join one room, 10 of them send MESSAGES messages with
 #            acks; delivered messages/s counted at the clients, and every client
 #            must get every message exactly once (dupes/missing printed);
-#   idle     IDLE clients connect and stay; RSS growth of the server processes
-#            divided by IDLE = memory per idle connection.
+#   idle     IDLE WebSocket clients (default 10,000) connect in waves of 500, each
+#            joins a room, and stay silent; RSS growth of all the server's processes
+#            (svcd: master, coordinator, workers; node: the primary and its workers)
+#            divided by IDLE = memory per idle connection. Measured first, on a fresh
+#            server, and only if all IDLE clients got in and none dropped.
 # Prints each figure and the svcd/node ratios. Bounded: every step has a timeout;
 # loopback only. Not run by `make test`; never asserts.
 #
@@ -48,13 +51,14 @@ wait_port() {
   done
   echo "port $1 did not open" >&2; return 1
 }
-# RSS (kB) of a process and all its descendants
+# RSS (kB) of a process and all its descendant processes (not threads: pstree -p
+# lists threads too, and each thread's /proc status repeats the process's RSS)
 rss_tree() {
-  local total=0 p
-  for p in $(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()'); do
-    total=$((total + $(awk '/^VmRSS/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0)))
-  done
-  echo "$total"
+  ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
+    { rss[$1] = $3; kids[$2] = kids[$2] " " $1 }
+    function sum(p,   n, i, a, t) { t = rss[p]; n = split(kids[p], a, " ");
+      for (i = 1; i <= n; i++) t += sum(a[i]); return t }
+    END { print sum(root) + 0 }'
 }
 
 start_svcd() {
@@ -71,15 +75,15 @@ auth: { jwt_secret: "$SECRET", client_url: "http://localhost:5173" }
 log: { file: svcd.log, format: text, level: warn }
 EOF
   "$BUILD/svcd" -c "$TMP/svcd/svcd.yaml" >"$TMP/svcd/out.log" 2>&1 &
-  PIDS+=($!)
-  echo $!
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
 }
 
 start_node() {
   local port=$1 workers=$2
   node "$ROOT/bench/socketio_node_server.js" "$port" "$workers" >"$TMP/node-$workers.log" 2>&1 &
-  PIDS+=($!)
-  echo $!
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
 }
 
 fanout() { # url clients messages -> "rate dupes missing"
@@ -87,31 +91,61 @@ fanout() { # url clients messages -> "rate dupes missing"
     python3 -c 'import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); print("%.0f %d %d" % (r.get("rate",0), r.get("dupes",-1), r.get("missing",-1)))'
 }
 
-idle_rss() { # url serverpid -> kB per connection
-  local before after
-  before=$(rss_tree "$2")
-  coproc IDLEC { timeout 600 node "$DRIVER" idle "$1" "$SECRET" "$IDLE"; }
-  local line
-  read -r line <&"${IDLEC[0]}" || true
+# idle_rss URL SERVERPID -> "kB-per-connection total-growth-MB" for exactly $IDLE
+# clients, or "n/a reason". The driver connects $IDLE WebSocket clients (waves of
+# 500, each joins room "idle"), says {"idle":N} once all are in, and keeps them
+# connected while its stdin (a fifo held open here) stays open.
+idle_rss() {
+  local before after fifo="$TMP/idle.fifo" outf="$TMP/idle.out" dpid ok=0
+  rm -f "$fifo" "$outf"
+  mkfifo "$fifo"
   sleep 1
-  after=$(rss_tree "$2")
-  exec {IDLEC[1]}>&- || true
-  wait "$IDLEC_PID" 2>/dev/null || true
-  case "$line" in *'"idle"'*) ;; *) echo "n/a"; return ;; esac
-  python3 -c "print('%.1f' % (($after - $before) / $IDLE))"
+  before=$(rss_tree "$2")
+  timeout 400 node "$DRIVER" idle "$1" "$SECRET" "$IDLE" <"$fifo" >"$outf" 2>"$TMP/idle.err" &
+  dpid=$!
+  exec 7>"$fifo"
+  for _ in $(seq 2400); do # <= 240 s
+    grep -q '"idle"\|"error"' "$outf" 2>/dev/null && break
+    kill -0 "$dpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q "\"idle\":$IDLE[,}]" "$outf" 2>/dev/null && ok=1
+  if [ "$ok" = 1 ]; then
+    sleep 3 # let the servers settle (no traffic: heart-beats only)
+    after=$(rss_tree "$2")
+  fi
+  exec 7>&-
+  wait "$dpid" 2>/dev/null || true
+  # every client must still have been connected when the measurement ended
+  grep -q "\"idle_end\":$IDLE,\"dropped\":0" "$outf" 2>/dev/null || ok=0
+  if [ "$ok" != 1 ]; then
+    echo "n/a ($(tr -d '\n' <"$outf" | tail -c 200) $(tail -c 200 "$TMP/idle.err" | tr -d '\n'))"
+    return
+  fi
+  python3 -c "print('%.1f %.1f' % (($after - $before) / $IDLE, ($after - $before) / 1024))"
 }
 
 declare -A RATE RSS
 for server in svcd node1 node2; do
   port=$(free_port)
   case $server in
-    svcd) pid=$(start_svcd "$port") ;;
-    node1) pid=$(start_node "$port" 1) ;;
-    node2) pid=$(start_node "$port" 2) ;;
+    svcd) start_svcd "$port" ;;
+    node1) start_node "$port" 1 ;;
+    node2) start_node "$port" 2 ;;
   esac
+  pid=$SERVER_PID
   wait_port "$port"
   sleep 0.5
   url="http://127.0.0.1:$port"
+  # idle first, on a fresh server: heap grown by the fan-out runs would hide growth
+  read -r per total rest < <(idle_rss "$url" "$pid")
+  RSS[$server]=$per
+  if [ "$per" = n/a ]; then
+    printf '%-6s idle: %d connections: not measured %s %s\n' "$server" "$IDLE" "$total" "$rest"
+  else
+    printf '%-6s idle: %d connections (all in, none dropped): %s kB RSS per connection (+%s MB, all processes)\n' \
+      "$server" "$IDLE" "$per" "$total"
+  fi
   for pair in $FANOUT; do
     c=${pair%%:*} m=${pair##*:}
     read -r rate dupes missing < <(fanout "$url" "$c" "$m")
@@ -119,10 +153,6 @@ for server in svcd node1 node2; do
     printf '%-6s fan-out %5d clients x %4d msgs: %9s deliveries/s  (dupes %s, missing %s)\n' \
       "$server" "$c" "$m" "$rate" "$dupes" "$missing"
   done
-  if [ "$server" != node2 ]; then
-    RSS[$server]=$(idle_rss "$url" "$pid")
-    printf '%-6s idle: %d connections, %s kB RSS per connection\n' "$server" "$IDLE" "${RSS[$server]}"
-  fi
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 done
@@ -135,6 +165,8 @@ s,n1,n2=${RATE[svcd:$c]:-0},${RATE[node1:$c]:-0},${RATE[node2:$c]:-0}
 print('fan-out %5d clients: svcd/node(1 proc) %.2fx   svcd/node(2 procs, cluster-adapter) %.2fx' % ($c, s/max(n1,1), s/max(n2,1)))"
 done
 python3 -c "
-s,n='${RSS[svcd]:-n/a}','${RSS[node1]:-n/a}'
-try: print('memory per idle connection: svcd %s kB, node %s kB, node/svcd %.1fx' % (s, n, float(n)/max(float(s),0.01)))
-except ValueError: print('memory per idle connection: svcd %s kB, node %s kB' % (s, n))"
+s,n1,n2='${RSS[svcd]:-n/a}','${RSS[node1]:-n/a}','${RSS[node2]:-n/a}'
+def r(n):
+    try: return '%.1fx' % (float(n) / max(float(s), 0.01))
+    except ValueError: return 'n/a'
+print('memory per idle connection ($IDLE clients): svcd %s kB, node(1 proc) %s kB, node(2 procs) %s kB; node/svcd %s (1 proc), %s (2 procs)' % (s, n1, n2, r(n1), r(n2)))"

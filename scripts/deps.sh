@@ -28,8 +28,14 @@ if [ "${1:-}" = "--test" ]; then
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import pytest, requests' 2>/dev/null; then
+  # Reinstall whenever test/requirements.txt is newer than the stamp of the last
+  # successful install (a pin added or changed), or an import is missing.
+  STAMP="$VENV/.requirements.stamp"
+  if [ ! -f "$STAMP" ] || [ test/requirements.txt -nt "$STAMP" ] ||
+     ! "$VENV/bin/python" -c 'import pytest, requests, socketio, websocket' 2>/dev/null; then
+    echo "deps: pip install -r test/requirements.txt"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r test/requirements.txt
+    touch "$STAMP"
   fi
 
   # Proxy/preview tests (issue 4): Node (Vite 7 needs >= 20.19), Debian's Chromium

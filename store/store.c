@@ -363,6 +363,8 @@ enum store_rc store_message_add(struct store *s, const char *room, const char *f
                           text_len, STORE_MESSAGE_MAX);
     if (memchr(text, '\0', text_len))
         return store_fail(err, STORE_BAD_INPUT, "message text contains a NUL byte");
+    if (store_fault("message-add-unavailable")) /* test hook: the chat's DB_UNAVAILABLE ack */
+        return store_fail(err, STORE_UNAVAILABLE, "the database is unavailable (fault injected)");
     char id[STORE_ID_LEN];
     store_new_id(id);
     int64_t now = store_now_ms();

@@ -127,15 +127,24 @@ static void arm_ping(struct eio_session *s, double after)
     ev_timer_again(s->ctx->w->loop, &s->ping);
 }
 
-static void send_packet(struct eio_session *s, enum eio_type type, const char *data, size_t len)
+/* `binary`: an Engine.IO binary message (a Socket.IO attachment): a binary frame
+ * on the WebSocket, 'b' + base64 in a polling payload (Engine.IO v4). */
+static void send_packet(struct eio_session *s, enum eio_type type, const char *data, size_t len,
+                        int binary)
 {
     if (s->dead) return;
     if (s->transport == EIO_T_WS && s->ws) {
-        struct buf *t = &s->ctx->tmp;
-        buf_reset(t);
-        eio_encode(t, type, data, len);
-        if (!buf_failed(t) && ws_send(s->ws->ws, 0, t->data, t->len) < 0 && ws_closing(s->ws->ws))
-            sess_kill(s, 1008, "websocket output bound exceeded");
+        int rc;
+        if (binary) {
+            rc = ws_send(s->ws->ws, 1, data, len);
+        } else {
+            struct buf *t = &s->ctx->tmp;
+            buf_reset(t);
+            eio_encode(t, type, data, len);
+            if (buf_failed(t)) return;
+            rc = ws_send(s->ws->ws, 0, t->data, t->len);
+        }
+        if (rc < 0 && ws_closing(s->ws->ws)) sess_kill(s, 1008, "websocket output bound exceeded");
         return;
     }
     if (s->outq.len + len > OUTQ_MAX) {
@@ -144,13 +153,18 @@ static void send_packet(struct eio_session *s, enum eio_type type, const char *d
         sess_kill(s, 1008, "polling backlog");
         return;
     }
-    eio_payload_add(&s->outq, type, data, len, 0);
+    eio_payload_add(&s->outq, type, data, len, binary);
     flush_poll(s);
 }
 
 void eio_send(struct eio_session *s, const char *pkt, size_t len)
 {
-    send_packet(s, EIO_MESSAGE, pkt, len);
+    send_packet(s, EIO_MESSAGE, pkt, len, 0);
+}
+
+void eio_send_binary(struct eio_session *s, const void *data, size_t len)
+{
+    send_packet(s, EIO_MESSAGE, data, len, 1);
 }
 
 static void on_ping_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -166,7 +180,7 @@ static void on_ping_timer(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     s->awaiting_pong = 1;
-    send_packet(s, EIO_PING, NULL, 0);
+    send_packet(s, EIO_PING, NULL, 0, 0);
     if (!s->dead) arm_ping(s, s->ctx->ping_timeout);
 }
 
@@ -385,7 +399,7 @@ static void ws_on_message(void *ud, int binary, const uint8_t *data, size_t len)
                 size_t pos = 0;
                 struct eio_packet qp;
                 while (eio_payload_next(q.data, q.len, &pos, &qp, &scratch) == 1)
-                    send_packet(s, qp.type, qp.data, qp.len);
+                    send_packet(s, qp.type, qp.data, qp.len, qp.binary);
                 buf_free(&q);
                 buf_free(&scratch);
             }
@@ -417,7 +431,11 @@ static void ws_on_closed(void *ud, int code)
     }
     struct http_request *req = e->req;
     free(e);
-    http_conn_finish(req, 101, out);
+    /* A lingering close (http_conn: shutdown for writing, read and drop until EOF
+     * or LINGER_MS), not close(): a peer still sending (the rest of an oversize
+     * message, a flood) would get a RST that can destroy our close frame before it
+     * is read, and see 1006 instead of 1009/1008. */
+    http_conn_release(req, 101, out, 0);
 }
 
 static const struct ws_handler ws_handler = {ws_on_message, ws_on_closed};

@@ -126,6 +126,72 @@ static void emit_json(struct eio_session *s, const char *event, json_t *arg)
     free(j);
 }
 
+/* 5<n>-["event",json] then the n attachments as binary messages: json keeps its
+ * {"_placeholder":true,"num":i} objects, parts[i] are the raw bytes. */
+static void emit_binary(struct eio_session *s, const char *event, const char *json, size_t jlen,
+                        const char *const *parts, const size_t *plen, int n)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "5%d-[", n);
+    buf_json_str(&b, event);
+    buf_append(&b, ",", 1);
+    buf_append(&b, json, jlen);
+    buf_append(&b, "]", 1);
+    if (!buf_failed(&b)) {
+        eio_send(s, b.data, b.len);
+        for (int i = 0; i < n && !s->dead; i++) eio_send_binary(s, parts[i], plen[i]);
+    }
+    buf_free(&b);
+}
+
+/* A relayed event with attachments travels between workers as one field:
+ * "B<n>,<len0>,...,<len n-1>;" + json + the attachments back to back. JSON text
+ * never starts with 'B', so plain and binary payloads share the frame types. */
+static void binary_field(struct buf *out, const char *json, json_t *const *parts, int n)
+{
+    buf_printf(out, "B%d", n);
+    for (int i = 0; i < n; i++) buf_printf(out, ",%zu", json_string_length(parts[i]));
+    buf_append(out, ";", 1);
+    buf_puts(out, json);
+    for (int i = 0; i < n; i++)
+        buf_append(out, json_string_value(parts[i]), json_string_length(parts[i]));
+}
+
+/* Emit `event` with a payload from binary_field() (or plain JSON). */
+static void emit_field(struct eio_session *s, const char *event, const char *f, size_t len)
+{
+    if (len == 0 || f[0] != 'B') {
+        emit_raw(s, event, f, len);
+        return;
+    }
+    const char *p = f + 1, *end = f + len;
+    char *e;
+    long n = strtol(p, &e, 10);
+    if (e == p || n < 1 || n > SIO_MAX_ATTACHMENTS) return;
+    p = e;
+    size_t plen[SIO_MAX_ATTACHMENTS], total = 0;
+    for (long i = 0; i < n; i++) {
+        if (p >= end || *p != ',') return;
+        unsigned long long l = strtoull(p + 1, &e, 10);
+        if (e == p + 1 || l > len) return;
+        plen[i] = (size_t)l;
+        total += plen[i];
+        p = e;
+    }
+    if (p >= end || *p != ';') return;
+    p++;
+    if (total > (size_t)(end - p)) return;
+    size_t jlen = (size_t)(end - p) - total;
+    const char *parts[SIO_MAX_ATTACHMENTS];
+    const char *q = p + jlen;
+    for (long i = 0; i < n; i++) {
+        parts[i] = q;
+        q += plen[i];
+    }
+    emit_binary(s, event, p, jlen, parts, plen, (int)n);
+}
+
 static void ack(struct eio_session *s, int64_t id, json_t *arg)
 {
     if (id < 0) {
@@ -529,18 +595,38 @@ static void ev_signal_relay(struct eio_session *s, json_t *args, int64_t ack_id)
     json_t *out = json_pack("{s:s,s:O}", "from", s->user, "data", data);
     char *j = out ? json_dumps(out, JSON_COMPACT) : NULL;
     json_decref(out);
-    if (!j || strlen(j) > CHAT_FRAME_MAX - 1024) {
+    /* binary data: the placeholders stay, the attachments go along as binary */
+    int nb = s->bin_relay ? s->nparts : 0;
+    size_t size = j ? strlen(j) : 0;
+    for (int i = 0; i < nb; i++) size += json_string_length(s->parts[i]) + 24;
+    if (!j || size > CHAT_FRAME_MAX - 1024) {
         free(j);
+        ack_error(s, ack_id, "TOO_LARGE", "signal data too large");
+        return;
+    }
+    struct buf f;
+    buf_init(&f);
+    if (nb)
+        binary_field(&f, j, s->parts, nb);
+    else
+        buf_puts(&f, j);
+    free(j);
+    if (buf_failed(&f)) {
+        buf_free(&f);
         ack_error(s, ack_id, "TOO_LARGE", "signal data too large");
         return;
     }
     struct eio_session *peer = chat_map_get(&s->ctx->users, to);
     if (peer && !peer->dead && strcmp(peer->partner, s->user) == 0) {
-        emit_raw(peer, "signal", j, strlen(j)); /* same worker */
+        emit_field(peer, "signal", f.data, f.len); /* same worker */
     } else {
-        coord_fields(s->ctx, CHAT_SIGNAL, 3, s->user, to, j, NULL);
+        struct buf fr;
+        buf_init(&fr);
+        chat_fields_build(&fr, 3, CF(s->user), CF(to), CFN(f.data, f.len));
+        if (!buf_failed(&fr)) coord_send(s->ctx, CHAT_SIGNAL, &fr);
+        buf_free(&fr);
     }
-    free(j);
+    buf_free(&f);
     ack(s, ack_id, json_pack("{s:b}", "ok", 1));
 }
 
@@ -636,16 +722,37 @@ int sio_on_message(struct eio_session *s, int binary, const char *data, size_t l
     }
     if (binary) {
         if (s->pending_left <= 0) return -1; /* an attachment nobody announced */
-        struct buf b64;
-        buf_init(&b64);
-        sio_base64_encode(&b64, (const unsigned char *)data, len);
-        s->parts[s->nparts++] = json_stringn(b64.data ? b64.data : "", b64.len);
-        buf_free(&b64);
+        json_t *raw = json_stringn_nocheck(len ? data : "", len);
+        if (!raw) return -1;
+        s->parts[s->nparts++] = raw;
         if (--s->pending_left > 0) return 0;
-        int rc = sio_fill_placeholders(s->pending.data, s->parts, s->nparts);
+        int rc;
+        const char *ev = json_string_value(json_array_get(s->pending.data, 0));
+        if (s->pending.type == SIO_BINARY_EVENT && ev && strcmp(ev, "signal") == 0) {
+            /* relayed as it came: placeholders checked (on a copy) and kept */
+            json_t *chk = json_deep_copy(s->pending.data);
+            rc = chk ? sio_fill_placeholders(chk, s->parts, s->nparts) : -1;
+            json_decref(chk);
+            s->bin_relay = 1;
+            if (rc == 0) rc = dispatch(s, &s->pending);
+            s->bin_relay = 0;
+        } else {
+            /* events the server reads itself: attachments become base64 strings */
+            for (int i = 0; i < s->nparts; i++) {
+                struct buf b64;
+                buf_init(&b64);
+                sio_base64_encode(&b64, (const unsigned char *)json_string_value(s->parts[i]),
+                                  json_string_length(s->parts[i]));
+                json_t *str = json_stringn(b64.data ? b64.data : "", b64.len);
+                buf_free(&b64);
+                json_decref(s->parts[i]);
+                s->parts[i] = str ? str : json_null();
+            }
+            rc = sio_fill_placeholders(s->pending.data, s->parts, s->nparts);
+            if (rc == 0) rc = dispatch(s, &s->pending);
+        }
         for (int i = 0; i < s->nparts; i++) json_decref(s->parts[i]);
         s->nparts = 0;
-        if (rc == 0) rc = dispatch(s, &s->pending);
         sio_packet_clear(&s->pending);
         return rc;
     }
@@ -705,7 +812,7 @@ void sio_chat_frame(struct sio_ctx *ctx, uint8_t type, const char *payload, size
         break;
     case CHAT_USER_EMIT:
         if (chat_fields_split(payload, len, 3, &f) == 0 && (s = user_session(ctx, f.f[0])))
-            emit_raw(s, f.f[1], f.f[2], f.len[2]);
+            emit_field(s, f.f[1], f.f[2], f.len[2]);
         break;
     case CHAT_KICK:
         if (chat_fields_split(payload, len, 2, &f) == 0) {

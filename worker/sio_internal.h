@@ -48,7 +48,8 @@ struct eio_session {
     int random_waiting;
     struct sio_packet pending; /* a binary packet waiting for its attachments */
     int pending_left, nparts;
-    json_t *parts[SIO_MAX_ATTACHMENTS];
+    json_t *parts[SIO_MAX_ATTACHMENTS]; /* raw attachment bytes (json_stringn_nocheck) */
+    int bin_relay; /* dispatching a BINARY_EVENT whose attachments are relayed as binary */
     struct msg_task *mq_head, *mq_tail; /* messages waiting for the storage pool */
     int mq_inflight, mq_len;
     double tokens; /* flood control: packets allowed now */
@@ -77,6 +78,8 @@ struct sio_room {
 
 /* eio_server.c */
 void eio_send(struct eio_session *s, const char *sio_packet, size_t len);
+/* A Socket.IO attachment: raw bytes as an Engine.IO binary message. */
+void eio_send_binary(struct eio_session *s, const void *data, size_t len);
 /* Flush what is queued, then end the session (ws close `code`, or the Engine.IO
  * close packet on polling). */
 void eio_close(struct eio_session *s, int code, const char *why);

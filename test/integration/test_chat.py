@@ -144,6 +144,9 @@ def test_room_fanout_100_clients_exactly_once(chat, transports):
     assert res["acked"] == 20
     assert res["dupes"] == 0 and res["missing"] == 0, res
     assert res["delivered"] == 100 * 20
+    # the sessions are owned by both workers (sid prefix = owner's slot), fairly spread
+    assert len(res["slots"]) == 2 and "?" not in res["slots"], res["slots"]
+    assert min(res["slots"].values()) >= 10, res["slots"]
     if transports == "default":
         # long-polling requests of the sessions were served by both workers
         assert len(worker_served_socketio(chat)) == 2
@@ -277,16 +280,20 @@ def test_forged_expired_and_missing_jwt_refused(chat):
     d = chat.driver()
     e = d.connect("f", "mallory", token="eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.forged")
     assert e["ev"] == "connect_error" and e["message"]
+    assert e["data"] == {"code": "UNAUTHORIZED"}, e
     e = d.connect("x", "old", ttl=-3600)
     assert e["ev"] == "connect_error" and "expired" in e["message"]
+    assert e["data"] == {"code": "UNAUTHORIZED"}, e
     d2 = Driver(chat.url(""), secret="another-secret-another-secret-0123456789")
     try:
         e = d2.connect("w", "eve")
         assert e["ev"] == "connect_error" and "signature" in e["message"]
+        assert e["data"] == {"code": "UNAUTHORIZED"}, e
     finally:
         d2.close()
     e = d.connect("n", "nobody", token=None)
     assert e["ev"] == "connect_error" and "token" in e["message"]
+    assert e["data"] == {"code": "UNAUTHORIZED"}, e
 
 
 def test_origin_checked_against_client_url(chat):
@@ -299,9 +306,18 @@ def test_origin_checked_against_client_url(chat):
     assert r.status_code == 200
     assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
     d = chat.driver()
-    e = d.connect("o", "olga", opts={"transports": ["websocket"],
+    e = d.connect("o", "olga", opts={"transports": ["websocket"], "reconnection": False,
                                      "extraHeaders": {"Origin": "http://evil.example"}})
     assert e["ev"] == "connect_error"
+    # over polling the client sees the HTTP status of the refused handshake
+    e = d.connect("o2", "olga", opts={"transports": ["polling"], "reconnection": False,
+                                      "extraHeaders": {"Origin": "http://evil.example"}})
+    assert e["ev"] == "connect_error" and e["description"] == 403, e
+    # the same client from the app's origin gets in
+    e = d.connect("o3", "olga", opts={"extraHeaders": {"Origin": "http://localhost:5173"}})
+    assert e["ev"] == "connected", e
+    # and the refusals were logged as such
+    assert "refused Origin http://evil.example" in chat.log_text()
 
 
 # ------------------------------------------------------------------------ bad clients
@@ -497,18 +513,30 @@ def test_preview_room_events_reach_socketio_clients(chat):
     try:
         d = chat.driver()
         names = _connect_room(d, ["p0", "p1"], "project-demo", {"transports": ["websocket"]})
+        assert d.connect("pout", "pout")["ev"] == "connected"
+        d.call("pout", "join", "project-other")
         r = requests.post(chat.url("/api/preview-servers"), timeout=5,
                           json={"projectId": "demo", "userId": "alice", "port": port,
                                 "type": "vite"})
         assert r.status_code in (200, 201), r.text
+        want = {"serverKey": "demo_alice", "projectId": "demo", "userId": "alice",
+                "port": port, "type": "vite", "url": "/preview/demo/alice/"}
         for n in names:
             e = d.expect(lambda e: e.get("name") == n
                          and e.get("event") == "previewServerStarted", 15, "%s started" % n)
-            assert isinstance(e["args"][0], (dict, str))
+            a = e["args"][0]
+            assert {k: a.get(k) for k in want} == want, a
+            assert isinstance(a["message"], str) and a["message"]
         r = requests.delete(chat.url("/api/preview-servers/demo/alice"), timeout=5)
         assert r.status_code == 200
         for n in names:
-            d.expect(lambda e: e.get("name") == n and e.get("event") == "previewServerStopped",
-                     15, "%s stopped" % n)
+            e = d.expect(lambda e: e.get("name") == n
+                         and e.get("event") == "previewServerStopped", 15, "%s stopped" % n)
+            a = e["args"][0]
+            assert {k: a.get(k) for k in want} == want, a
+            assert isinstance(a["message"], str) and a["message"]
+        # members of other rooms hear nothing of it
+        d.drain(0.3)
+        assert not [e for e in d.seen if e.get("event", "").startswith("previewServer")]
     finally:
         lst.close()

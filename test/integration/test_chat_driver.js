@@ -7,15 +7,20 @@
 //       {"cmd":"send","name":"c1","event":"x","args":[...]}                    (no ack)
 //       {"cmd":"raw","name":"c1","data":"4garbage"}  (an Engine.IO packet as sent)
 //       {"cmd":"close","name":"c1"}   {"cmd":"exit"}
+//     binary values in args are written {"$bin": base64} both ways (sent as Buffers;
+//     received Buffers/ArrayBuffers are reported so)
 //     events: connected, connect_error, disconnect, event, ack, upgrade, error
 //
 //   node test_chat_driver.js idle URL SECRET N
-//       N WebSocket clients stay connected until stdin closes (memory per connection).
+//       N WebSocket clients connect (waves of 500) and join room "idle", print
+//       {"idle":N} once all are in, stay connected and silent until stdin closes,
+//       then print {"idle_end":still connected,"dropped":n} (memory per connection).
 //
 //   node test_chat_driver.js fanout URL SECRET CLIENTS MESSAGES TRANSPORTS [SENDERS]
 //       CLIENTS clients join room "fan", SENDERS of them send MESSAGES messages in
 //       total; prints {"clients","messages","delivered","dupes","missing","acked",
-//       "seconds","rate"} once every client got every message (or after 60 s).
+//       "seconds","rate","slots"} once every client got every message (or after 60 s);
+//       slots: how many sessions each worker owns (first two characters of the sid).
 //
 // Default options unless "opts" says otherwise: long-polling first, then the
 // upgrade to WebSocket, exactly as a browser app would.
@@ -35,6 +40,33 @@ function jwt(sub, secret, ttl = 3600) {
   const s = crypto.createHmac("sha256", secret).update(h + "." + p).digest("base64")
     .replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
   return h + "." + p + "." + s;
+}
+
+// Binary values cross the JSON pipe as {"$bin": base64}: revive() turns them into
+// Buffers before emitting, tag() marks received binaries (Buffer, ArrayBuffer, views)
+// so the test sees that they arrived as binary and not as strings.
+function revive(x) {
+  if (Array.isArray(x)) return x.map(revive);
+  if (x && typeof x === "object") {
+    if (typeof x.$bin === "string" && Object.keys(x).length === 1) return Buffer.from(x.$bin, "base64");
+    const o = {};
+    for (const k of Object.keys(x)) o[k] = revive(x[k]);
+    return o;
+  }
+  return x;
+}
+
+function tag(x) {
+  if (Buffer.isBuffer(x)) return { $bin: x.toString("base64") };
+  if (x instanceof ArrayBuffer) return { $bin: Buffer.from(x).toString("base64") };
+  if (ArrayBuffer.isView(x)) return { $bin: Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("base64") };
+  if (Array.isArray(x)) return x.map(tag);
+  if (x && typeof x === "object") {
+    const o = {};
+    for (const k of Object.keys(x)) o[k] = tag(x[k]);
+    return o;
+  }
+  return x;
 }
 
 function out(o) {
@@ -63,23 +95,27 @@ function interactive(url, secret) {
           const eng = sock.io.engine;
           out({ ev: "connected", name: c.name, id: sock.id, transport: eng.transport.name,
                 sid: eng.id });
-          eng.once("upgrade", (t) => out({ ev: "upgrade", name: c.name, transport: t.name }));
         });
+        // from the engine's open on: the upgrade may finish before the CONNECT ack
+        sock.io.on("open", () => sock.io.engine.once("upgrade", (t) =>
+          out({ ev: "upgrade", name: c.name, transport: t.name })));
         sock.on("connect_error", (e) => out({ ev: "connect_error", name: c.name,
-                                                message: e.message, data: e.data || null }));
+                                                message: e.message, data: e.data || null,
+                                                description: typeof e.description === "number" ?
+                                                  e.description : null }));
         sock.on("disconnect", (reason) => out({ ev: "disconnect", name: c.name, reason }));
-        sock.onAny((event, ...args) => out({ ev: "event", name: c.name, event, args }));
+        sock.onAny((event, ...args) => out({ ev: "event", name: c.name, event, args: tag(args) }));
         break;
       }
       case "emit":
         if (!s) return out({ ev: "error", message: "no socket " + c.name });
-        s.timeout(c.timeout || 5000).emit(c.event, ...(c.args || []), (err, res) => {
+        s.timeout(c.timeout || 5000).emit(c.event, ...revive(c.args || []), (err, res) => {
           out({ ev: "ack", name: c.name, tag: c.tag, err: err ? String(err) : null, res });
         });
         break;
       case "send":
         if (!s) return out({ ev: "error", message: "no socket " + c.name });
-        s.emit(c.event, ...(c.args || []));
+        s.emit(c.event, ...revive(c.args || []));
         break;
       case "raw": {
         // straight onto the active Engine.IO transport, bypassing the encoder
@@ -149,33 +185,61 @@ async function fanout(url, secret, nclients, nmsgs, transports, nsenders) {
       if (n > 1) dupes += n - 1;
     }
   }
+  // sessions per owning worker: an Engine.IO sid starts with its owner's slot
+  const slots = {};
+  for (const s of clients) {
+    const k = s.io.engine && s.io.engine.id ? s.io.engine.id.slice(0, 2) : "?";
+    slots[k] = (slots[k] || 0) + 1;
+  }
   out({ clients: nclients, messages: nmsgs, acked: ids.length, delivered: count(), dupes, missing,
-        seconds: secs, rate: count() / secs });
+        seconds: secs, rate: count() / secs, slots });
   for (const s of clients) s.close();
   process.exit(0);
 }
 
-// idle: N WebSocket clients connect and join a room, print {"idle":N}, then stay
-// connected until stdin closes (the caller measures the server's memory).
-async function idle(url, secret, n) {
-  let up = 0;
+// idle: N WebSocket clients connect (in waves of WAVE at a time, so the server sees
+// a steady ramp rather than a SYN flood) and each joins room "idle" with an ack;
+// once all N are in, prints {"idle":N,"seconds":...}, then they stay connected,
+// sending nothing, until stdin closes. Fails ({"error":...}, exit 1) if not all N
+// got in within 180 s or one dropped before the end: the caller measures memory
+// for exactly N connections or not at all.
+async function idle(url, secret, n, wave = 500) {
   const socks = [];
-  await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("connect timeout: " + up)), 120000);
-    for (let i = 0; i < n; i++) {
+  let dropped = 0;
+  const t0 = Date.now();
+  const deadline = t0 + 180000;
+  for (let base = 0; base < n; base += wave) {
+    const batch = [];
+    for (let i = base; i < Math.min(n, base + wave); i++) {
       const s = io(url, { auth: { token: jwt("idle-" + i, secret) }, forceNew: true,
                           transports: ["websocket"], reconnection: false });
-      s.once("connect", () => { if (++up === n) { clearTimeout(t); resolve(); } });
       socks.push(s);
+      batch.push(new Promise((resolve, reject) => {
+        s.once("connect", () => s.timeout(60000).emitWithAck("join", "idle").then(resolve, reject));
+        s.once("connect_error", (e) => reject(new Error("client " + i + ": " + e.message)));
+      }));
+      s.on("disconnect", () => dropped++);
     }
-  });
-  out({ idle: n });
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error("connect timeout: " + base + " of " + n + " in");
+    let timer;
+    await Promise.race([Promise.all(batch), new Promise((_, rej) => {
+      timer = setTimeout(() => rej(new Error("connect timeout: " + base + " of " + n)), left);
+    })]);
+    clearTimeout(timer);
+  }
+  if (dropped) throw new Error(dropped + " idle clients dropped while connecting");
+  out({ idle: socks.length, seconds: (Date.now() - t0) / 1000 });
   process.stdin.resume();
-  process.stdin.on("end", () => { for (const s of socks) s.close(); process.exit(0); });
+  process.stdin.on("end", () => {
+    out({ idle_end: socks.length - dropped, dropped });
+    for (const s of socks) s.close();
+    process.exit(0);
+  });
 }
 
 const [mode, url, secret, ...rest] = process.argv.slice(2);
-if (mode === "idle") idle(url, secret, +rest[0]).catch((e) => { out({ error: String(e) }); process.exit(1); });
+if (mode === "idle") idle(url, secret, +rest[0], +(rest[1] || 500)).catch((e) => { out({ error: String(e) }); process.exit(1); });
 else if (mode === "interactive") interactive(url, secret);
 else if (mode === "fanout")
   fanout(url, secret, +rest[0], +rest[1], rest[2] || "default", +(rest[3] || 1))
