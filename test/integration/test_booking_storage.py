@@ -24,7 +24,8 @@ import requests
 from conftest import (ADMIN_TOKEN, base_env, error_json, free_port, pid_alive, scaled,
                       wait_for)
 from ferretdb_fixture import (Api, Backend, backend, collect_final,  # noqa: F401
-                              check_views_agree, ferretdb, ferretdb_factory, token_for)
+                              check_views_agree, ferretdb, ferretdb_factory, job_attempts,
+                              token_for)
 from helpers.peers import need_node_modules
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,46 +63,6 @@ def debug_log():
     return {"file": "svcd.log", "format": "text", "level": "debug"}
 
 
-# ------------------------------------------------------------------- attempt counts
-def ferret_attempts(fd_dir, uri, ids):
-    """{jobId: attempt} read straight from FerretDB's SQLite handler files (read-only):
-    database D is data/D.sqlite, collection `jobs` a table named in
-    _ferretdb_collections, each document one JSON column."""
-    import sqlite3
-    db = uri.rsplit("/", 1)[-1].split("?")[0]
-    path = os.path.join(fd_dir, "data", db + ".sqlite")
-    c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
-    try:
-        table = c.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'jobs'"
-                          ).fetchone()[0]
-        out = {}
-        for i in ids:
-            row = c.execute('SELECT json_extract(_ferretdb_sjson, "$.attempt") FROM "%s" '
-                            'WHERE json_extract(_ferretdb_sjson, "$._id") = ?' % table,
-                            (i,)).fetchone()
-            out[i] = row[0] if row else None
-        return out
-    finally:
-        c.close()
-
-
-def sqlite_attempts(path, ids):
-    import sqlite3
-    c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
-    try:
-        return {i: c.execute("SELECT attempt FROM jobs WHERE id = ?", (i,)).fetchone()[0]
-                for i in ids}
-    finally:
-        c.close()
-
-
-def attempts(request, srv, backend, ids):
-    if backend.name == "sqlite":
-        return sqlite_attempts(os.path.join(srv.wd.dir, "svcd.db"), ids)
-    fd = request.getfixturevalue("ferretdb")
-    return ferret_attempts(fd.dir, backend.storage["uri"], ids)
-
-
 # ------------------------------------------------------------- 1. lease renewal
 def test_slow_database_lease_is_renewed(request, make_server, backend):
     """Each job takes 4 s in the database (test fault) while the lease is 1.5 s: the
@@ -122,7 +83,7 @@ def test_slow_database_lease_is_renewed(request, make_server, backend):
     jobs = collect_final(api, ids, scaled(40))
     assert {j["status"] for j in jobs.values()} == {"success"}, jobs
     check_views_agree(jobs, api.seat_map(event))
-    att = attempts(request, srv, backend, list(ids))
+    att = job_attempts(request, srv, backend, list(ids))
     assert att == {j: 1 for j in ids}, (
         "a live job was leased again while its processor was still running it "
         "(lease not renewed): %s" % att)
