@@ -301,15 +301,14 @@ void store_pool_kick(struct store_pool *p)
 
 void store_pool_note_unavailable(struct store_pool *p)
 {
+    /* Not a verdict by itself (an SQLite busy timeout is one request's bad luck):
+     * have the health thread check now rather than at its next turn; its ping
+     * decides whether storage-backed endpoints fail fast. */
     pthread_mutex_lock(&p->mu);
-    int was = !p->checked || p->connected;
-    pthread_mutex_unlock(&p->mu);
-    if (was) set_health(p, 0, 0);
-    /* Let the health thread start its back-off from now rather than after a full
-     * healthy interval; it decides when the database is back. */
-    pthread_mutex_lock(&p->mu);
-    p->kicked = was;
-    if (was) pthread_cond_signal(&p->proc_cv);
+    if (!p->checked || p->connected) {
+        p->kicked = 1;
+        pthread_cond_signal(&p->proc_cv);
+    }
     pthread_mutex_unlock(&p->mu);
 }
 

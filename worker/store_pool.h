@@ -42,8 +42,8 @@ struct store_pool *store_pool_start(struct worker_ctx *w, int nthreads, char *er
 int store_pool_submit(struct store_pool *p, struct store_task *t);
 /* Wake the job processor now (a job was just queued by this worker). */
 void store_pool_kick(struct store_pool *p);
-/* A storage call just answered STORE_UNAVAILABLE (any thread): mark the database
- * down now instead of at the next scheduled check. */
+/* A storage call just answered STORE_UNAVAILABLE (any thread): check the database
+ * now instead of at the next scheduled check. */
 void store_pool_note_unavailable(struct store_pool *p);
 /* The last check said the database is unreachable (loop thread; no I/O). While it
  * does, storage-backed endpoints answer 503 at once instead of queueing behind
