@@ -20,6 +20,32 @@ VERSION=v1.24.2
 GODIR="${FERRETDB_GODIR:-$ROOT/build/go}"
 BIN="$GODIR/bin/ferretdb"
 
+# FerretDB v1.24.2's go.mod says `go 1.24`; Debian's golang-go is 1.19, which can
+# neither build it nor switch toolchains by itself (GOTOOLCHAIN is Go >= 1.21). Any
+# Go can fetch the official toolchain as a module from the Go module proxy, though:
+# golang.org/toolchain@v0.0.1-goX.linux-ARCH is the release's GOROOT (files arrive
+# read-only without exec bits, hence the chmod). Nothing is fetched when the Go on
+# PATH is new enough.
+GO_MIN=1.24
+GO_TOOLCHAIN=go1.24.13
+ensure_go_toolchain() {
+  local have
+  have="$(go env GOVERSION 2>/dev/null || go version | awk '{print $3}')"
+  have="${have#go}"
+  if [ "$(printf '%s\n%s\n' "$GO_MIN" "$have" | sort -V | head -1)" = "$GO_MIN" ]; then
+    return 0
+  fi
+  local mod="golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.$(go env GOOS)-$(go env GOARCH)"
+  echo "ferretdb: Go $have is older than $GO_MIN; fetching $mod from the module proxy" >&2
+  local root
+  root="$(go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -d "$root/bin" ] || { echo "ferretdb: go mod download $mod failed" >&2; return 1; }
+  chmod -R u+w "$root"
+  chmod +x "$root"/bin/* "$root"/pkg/tool/*/*
+  export GOROOT="$root" PATH="$root/bin:$PATH"
+  echo "ferretdb: using $(go version)" >&2
+}
+
 install_ferretdb() {
   if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "${VERSION#v}"; then
     return 0
@@ -38,16 +64,17 @@ install_ferretdb() {
   mkdir -p "$GODIR/bin" "$GODIR/src"
   export GOPATH="$GODIR" GOMODCACHE="$GODIR/pkg/mod" GOCACHE="$GODIR/cache" GOBIN="$GODIR/bin" \
     GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -modcacherw" CGO_ENABLED=0
+  ensure_go_toolchain
   local t0=$SECONDS mod="github.com/FerretDB/FerretDB"
   echo "ferretdb: building $mod/cmd/ferretdb@$VERSION (first time: about 2 minutes)" >&2
-  # Plain `go install $mod/cmd/ferretdb@$VERSION` does not work here, for two reasons:
-  #  1. go install looks the module's deprecation up through the proxy's version list
-  #     (@v/list), which the reachable proxy answers with 403 Forbidden;
-  #  2. the module zip lacks the generated build/version/version.txt, so a binary built
-  #     straight from it panics at start ("Invalid build/version/version.txt file content").
-  # So: download exactly that version (no list lookup), copy its source, write the
-  # version file that FerretDB's own `task gen-version` would, and build with the
-  # module's own go.sum (every dependency pinned and checksum-verified).
+  # Plain `go install $mod/cmd/ferretdb@$VERSION` builds (checked 2026-12 with Go
+  # 1.26 and proxy.golang.org, whose version list answers 200), but the binary is
+  # unusable: the module zip lacks the generated build/version/version.txt, which
+  # FerretDB embeds, so it panics at start ("Invalid build/version/version.txt file
+  # content. Please run `bin/task gen-version`"). So: download exactly that version,
+  # copy its source, write the version file that FerretDB's own `task gen-version`
+  # would, and build with the module's own go.sum (every dependency pinned and
+  # checksum-verified).
   local dir
   dir="$(go mod download -json "$mod@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [ -d "$dir" ] || { echo "ferretdb: go mod download $mod@$VERSION failed" >&2; return 1; }

@@ -345,6 +345,16 @@ enum store_rc store_job_complete(struct store *s, struct store_job *job, bool *d
     if (!decided_here) decided_here = &dummy;
     *decided_here = false;
     if (!id_ok(job->id)) return store_fail(err, STORE_NOT_FOUND, "job without an id");
+    if (store_fault("slow-complete")) {
+        /* Test-only: a database that takes SVCD_STORE_FAULT_MS to run a job. */
+        const char *v = getenv("SVCD_STORE_FAULT_MS");
+        long ms = v ? atol(v) : 0;
+        if (ms > 0) {
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+    }
     return s->ops->job_complete(s, job, decided_here, err);
 }
 

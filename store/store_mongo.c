@@ -479,13 +479,18 @@ static enum store_rc ping_client(struct mongo_store *ms, mongoc_client_t *cl, st
     return mongo_fail(ms, &e, "ping", err);
 }
 
+/* A successful ping also creates the indexes if this handle has not yet (a handle
+ * opened with STORE_OPEN_DEFER: the worker's health thread does it at start-up). */
 static enum store_rc mg_ping(struct store *s, struct store_err *err)
 {
-    struct mongo_store *ms = (struct mongo_store *)s;
-    mongoc_client_t *cl = mongoc_client_pool_pop(ms->pool);
-    enum store_rc rc = ping_client(ms, cl, err);
-    mongoc_client_pool_push(ms->pool, cl);
-    return rc;
+    struct mcall c;
+    c.ms = (struct mongo_store *)s;
+    c.err = err;
+    c.cl = mongoc_client_pool_pop(c.ms->pool);
+    c.db = mongoc_client_get_database(c.cl, c.ms->db);
+    c.rc = ping_client(c.ms, c.cl, err);
+    if (c.rc == STORE_OK) ensure_indexes(&c);
+    return mcall_end(&c);
 }
 
 static void mg_describe(struct store *s, struct store_info *out)
@@ -1443,6 +1448,10 @@ struct store *store_mongo_open(const struct svcd_config *cfg, unsigned flags, st
     }
     mongoc_client_pool_set_error_api(ms->pool, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_pool_max_size(ms->pool, POOL_MAX);
+
+    /* Deferred (a worker's loop thread): no network round trip here; the first call
+     * that reaches the server creates the indexes (mcall_begin). */
+    if ((flags & STORE_OPEN_LAZY) && (flags & STORE_OPEN_DEFER)) return &ms->base;
 
     /* One round trip now: fail fast with the reason, and create the indexes. */
     struct mcall c;

@@ -119,5 +119,10 @@ typedef int (*store_message_cb)(void *arg, const struct store_message *m);
 #define STORE_OPEN_LAZY                                                                            \
     0x1 /* return a handle even if the database cannot be reached                                  \
          * now; calls answer STORE_UNAVAILABLE until it can */
+#define STORE_OPEN_DEFER                                                                           \
+    0x2 /* with LAZY: no round trip at all in store_open (MongoDB: no ping,                        \
+         * no index creation; the first call that reaches the database does                        \
+         * them). For a caller on an event-loop thread, which must not wait for                    \
+         * server selection. SQLite opens its local file either way. */
 
 #endif

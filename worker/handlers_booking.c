@@ -178,6 +178,7 @@ static void task_done(struct store_task *st)
     struct http_request *req = t->req;
     req->on_abort = NULL;
     if (t->rc != STORE_OK) {
+        if (t->rc == STORE_UNAVAILABLE && req->w->pool) store_pool_note_unavailable(req->w->pool);
         store_failure(req, t);
         task_free(t);
         return;
@@ -223,6 +224,14 @@ static void submit(struct http_request *req, struct booking_task *t)
     t->task.run = task_run;
     t->task.done = task_done;
     t->req = req;
+    if (store_pool_db_down(pool)) {
+        /* Known down: answer now rather than queue behind server-selection waits
+         * (a couple of seconds each, on a few threads). The health thread keeps
+         * checking; the first good check lets requests through again. */
+        task_free(t);
+        db_unavailable(req, "the last check could not reach it");
+        return;
+    }
     if (!pool || store_pool_submit(pool, &t->task) < 0) {
         task_free(t);
         db_unavailable(req, pool ? "svcd is shutting down" : "storage is not open");

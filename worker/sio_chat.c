@@ -1062,6 +1062,13 @@ static void history_from_store(struct http_request *req, const char *room, const
     snprintf(t->before, sizeof(t->before), "%.39s", before);
     t->limit = limit;
     buf_init(&t->out);
+    if (store_pool_db_down(req->w->pool)) { /* known down: answer at once */
+        buf_free(&t->out);
+        free(t);
+        resp_header(req, "Retry-After", "5");
+        resp_error(req, 503, "DB_UNAVAILABLE", "the database is unavailable; retry later");
+        return;
+    }
     if (store_pool_submit(req->w->pool, &t->task) < 0) {
         free(t);
         resp_header(req, "Retry-After", "5");

@@ -1,10 +1,18 @@
 /*
  * store_pool.c — storage thread pool, job processor and database health (see
  * store_pool.h for why the loop never calls the store itself).
+ *
+ * Booking jobs are pumped by store/job_queue.c (the one lease implementation:
+ * lease -> complete, with a renewer extending the lease of the job being run, so
+ * a slow database cannot let a live job's lease expire and be leased again). The
+ * pool's own health thread pings on a schedule — the background reconnect — and
+ * the loop reads its last verdict to refuse storage calls at once while the
+ * database is known to be down.
  */
 #include "store_pool.h"
 #include "worker_ctx.h"
 #include "../common/log.h"
+#include "../store/job_queue.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +26,7 @@
 #define JOB_LEASE_MS      10000
 #define HEALTHY_CHECK_MS  2000
 #define PROCESSOR_IDLE_MS 250
+#define JOB_PROCESSORS    1
 
 struct decided_task {
     struct store_task task;
@@ -30,8 +39,9 @@ struct store_pool {
     struct store *s;
     pthread_t threads[POOL_MAX_THREADS];
     int nthreads;
-    pthread_t processor;
-    int processor_started;
+    pthread_t health;
+    int health_started;
+    struct job_queue *jobs;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* request threads wait here */
@@ -47,16 +57,8 @@ struct store_pool {
     int checked;
     int connected;
     double check_ms;
-    unsigned long long jobs_done;
     char worker_id[64];
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Hand a finished task back to the loop thread. */
 static void post_done(struct store_pool *p, struct store_task *t)
@@ -162,81 +164,65 @@ static int is_stopping(struct store_pool *p)
 }
 
 /*
- * The job processor: health check on a schedule (the background reconnect, with
- * back-off from storage.connect.backoff up to max_backoff while the database is
- * down), and while healthy, lease -> complete, one job at a time. A job whose
- * processor dies mid-way keeps its lease until it expires; then any processor of
- * any worker or host leases it again (store_job_complete is idempotent).
+ * The health thread: one ping on a schedule — every HEALTHY_CHECK_MS while the
+ * database answers, and while it does not, the background reconnect with back-off
+ * from storage.connect.backoff doubling up to max_backoff. Its first ping (which
+ * on MongoDB also creates the indexes) runs here, never on the loop thread.
  */
-static void *processor_thread(void *arg)
+static void *health_thread(void *arg)
 {
     struct store_pool *p = arg;
     const struct svcd_config *cfg = p->w->cfg;
     int64_t backoff = (int64_t)cfg->storage.connect_backoff_ms;
-    int64_t next_check = 0;
-    int healthy = 0;
     while (!is_stopping(p)) {
-        int64_t now = mono_ms();
-        if (now >= next_check) {
-            struct store_err err = {0};
-            double ms = 0;
-            healthy = store_ping(p->s, &ms, &err) == STORE_OK;
-            set_health(p, healthy, ms);
-            if (healthy) {
-                backoff = (int64_t)cfg->storage.connect_backoff_ms;
-                next_check = now + HEALTHY_CHECK_MS;
-            } else {
-                next_check = now + backoff;
-                backoff *= 2;
-                if (backoff > (int64_t)cfg->storage.connect_max_backoff_ms)
-                    backoff = (int64_t)cfg->storage.connect_max_backoff_ms;
-            }
-        }
-        if (!healthy) {
-            if (processor_wait(p, next_check - mono_ms())) break;
-            continue;
-        }
-        struct decided_task *d = calloc(1, sizeof(*d));
-        if (!d) {
-            processor_wait(p, PROCESSOR_IDLE_MS);
-            continue;
-        }
         struct store_err err = {0};
-        enum store_rc rc = store_job_lease(p->s, p->worker_id, JOB_LEASE_MS, &d->job, &err);
-        if (rc != STORE_OK) {
-            free(d);
-            if (rc == STORE_UNAVAILABLE) {
-                set_health(p, 0, 0);
-                healthy = 0;
-                next_check = mono_ms() + backoff;
-            } else if (rc != STORE_NOT_FOUND) {
-                log_warn("job processor: cannot lease a job: %s", err.msg);
-            }
-            if (processor_wait(p, PROCESSOR_IDLE_MS)) break;
-            continue;
-        }
-        bool decided_here = false;
-        rc = store_job_complete(p->s, &d->job, &decided_here, &err);
-        if (rc != STORE_OK) {
-            /* The lease runs out and another processor retries it. */
-            log_warn("job processor: job %s not completed (%s); it will be retried after its "
-                     "lease",
-                     d->job.id, err.msg);
-            free(d);
-            continue;
-        }
-        pthread_mutex_lock(&p->mu);
-        p->jobs_done++;
-        pthread_mutex_unlock(&p->mu);
-        if (decided_here) {
-            d->pool = p;
-            d->task.done = decided_done;
-            post_done(p, &d->task);
+        double ms = 0;
+        int healthy = store_ping(p->s, &ms, &err) == STORE_OK;
+        set_health(p, healthy, ms);
+        int64_t wait;
+        if (healthy) {
+            backoff = (int64_t)cfg->storage.connect_backoff_ms;
+            wait = HEALTHY_CHECK_MS;
         } else {
-            free(d);
+            wait = backoff;
+            log_debug("database check failed (%s); next check in %lld ms", err.msg,
+                      (long long)wait);
+            backoff *= 2;
+            if (backoff > (int64_t)cfg->storage.connect_max_backoff_ms)
+                backoff = (int64_t)cfg->storage.connect_max_backoff_ms;
         }
+        if (processor_wait(p, wait)) break;
     }
     return NULL;
+}
+
+/* job_queue callbacks, on a processor thread. */
+static void job_decided(void *arg, const struct store_job *job)
+{
+    struct store_pool *p = arg;
+    struct decided_task *d = calloc(1, sizeof(*d));
+    if (!d) return; /* the job is decided in the database; only the push is lost */
+    d->pool = p;
+    d->job = *job;
+    d->task.done = decided_done;
+    post_done(p, &d->task);
+}
+
+static void job_error(void *arg, const struct store_err *err)
+{
+    struct store_pool *p = arg;
+    if (err->rc == STORE_UNAVAILABLE)
+        store_pool_note_unavailable(p);
+    else
+        log_warn("job processor: %s (a leased job is retried after its lease)", err->msg);
+}
+
+static uint64_t lease_ms(void)
+{
+    /* Test hook: a short lease makes lease expiry and renewal observable. */
+    const char *v = getenv("SVCD_TEST_JOB_LEASE_MS");
+    long long n = v ? atoll(v) : 0;
+    return n > 0 ? (uint64_t)n : JOB_LEASE_MS;
 }
 
 struct store_pool *store_pool_start(struct worker_ctx *w, int nthreads, char *err, size_t errlen)
@@ -248,7 +234,9 @@ struct store_pool *store_pool_start(struct worker_ctx *w, int nthreads, char *er
     }
     p->w = w;
     struct store_err serr = {0};
-    p->s = store_open(w->cfg, STORE_OPEN_LAZY, &serr);
+    /* DEFER: no round trip on the loop thread (server selection alone may take
+     * seconds while MongoDB is down); the health thread makes the first one. */
+    p->s = store_open(w->cfg, STORE_OPEN_LAZY | STORE_OPEN_DEFER, &serr);
     if (!p->s) {
         snprintf(err, errlen, "%s", serr.msg);
         free(p);
@@ -266,7 +254,20 @@ struct store_pool *store_pool_start(struct worker_ctx *w, int nthreads, char *er
     if (nthreads > POOL_MAX_THREADS) nthreads = POOL_MAX_THREADS;
     for (int i = 0; i < nthreads; i++)
         if (pthread_create(&p->threads[p->nthreads], NULL, request_thread, p) == 0) p->nthreads++;
-    if (pthread_create(&p->processor, NULL, processor_thread, p) == 0) p->processor_started = 1;
+    if (pthread_create(&p->health, NULL, health_thread, p) == 0) p->health_started = 1;
+    struct job_queue_config qc = {
+        .store = p->s,
+        .worker_id = p->worker_id,
+        .threads = JOB_PROCESSORS,
+        .lease_ms = lease_ms(),
+        .poll_ms = PROCESSOR_IDLE_MS,
+        .max_backoff_ms = w->cfg->storage.connect_max_backoff_ms,
+        .on_done = job_decided,
+        .on_error = job_error,
+        .arg = p,
+    };
+    p->jobs = job_queue_start(&qc, &serr);
+    if (!p->jobs) log_error("booking job processor not started: %s", serr.msg);
     if (!p->nthreads) {
         snprintf(err, errlen, "cannot start storage threads");
         store_pool_stop(p);
@@ -295,10 +296,29 @@ int store_pool_submit(struct store_pool *p, struct store_task *t)
 
 void store_pool_kick(struct store_pool *p)
 {
+    if (p->jobs) job_queue_notify(p->jobs);
+}
+
+void store_pool_note_unavailable(struct store_pool *p)
+{
+    /* Not a verdict by itself (an SQLite busy timeout is one request's bad luck):
+     * have the health thread check now rather than at its next turn; its ping
+     * decides whether storage-backed endpoints fail fast. */
     pthread_mutex_lock(&p->mu);
-    p->kicked = 1;
-    pthread_cond_signal(&p->proc_cv);
+    if (!p->checked || p->connected) {
+        p->kicked = 1;
+        pthread_cond_signal(&p->proc_cv);
+    }
     pthread_mutex_unlock(&p->mu);
+}
+
+bool store_pool_db_down(struct store_pool *p)
+{
+    if (!p) return false;
+    pthread_mutex_lock(&p->mu);
+    bool down = p->checked && !p->connected;
+    pthread_mutex_unlock(&p->mu);
+    return down;
 }
 
 void store_pool_db_state(struct store_pool *p, struct db_state *out)
@@ -319,11 +339,10 @@ void store_pool_db_state(struct store_pool *p, struct db_state *out)
 
 unsigned long long store_pool_jobs_done(struct store_pool *p)
 {
-    if (!p) return 0;
-    pthread_mutex_lock(&p->mu);
-    unsigned long long n = p->jobs_done;
-    pthread_mutex_unlock(&p->mu);
-    return n;
+    if (!p || !p->jobs) return 0;
+    struct job_queue_stats st;
+    job_queue_get_stats(p->jobs, &st);
+    return st.succeeded + st.failed + st.already;
 }
 
 void store_pool_stop(struct store_pool *p)
@@ -335,7 +354,8 @@ void store_pool_stop(struct store_pool *p)
     pthread_cond_broadcast(&p->proc_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
-    if (p->processor_started) pthread_join(p->processor, NULL);
+    job_queue_stop(p->jobs); /* a running job finishes first */
+    if (p->health_started) pthread_join(p->health, NULL);
     run_done(p);
     ev_async_stop(p->w->loop, &p->wake);
     store_close(p->s);

@@ -5,9 +5,9 @@
  * would freeze every connection of that worker). Handlers package a storage call
  * as a task: `run` executes on one of a few pool threads with the worker's store
  * handle, `done` runs back on the loop thread (woken through ev_async) to answer
- * the client. The same pool owns the booking job processor thread, which leases
- * queued jobs and completes them, and keeps the last known database health for
- * /api/health without ever querying on the loop.
+ * the client. The same pool owns the booking job processor (store/job_queue.c:
+ * lease, renew while running, complete) and a health thread, and keeps the last known database
+ * health for /api/health without ever querying on the loop.
  */
 #ifndef SVCD_STORE_POOL_H
 #define SVCD_STORE_POOL_H
@@ -42,6 +42,13 @@ struct store_pool *store_pool_start(struct worker_ctx *w, int nthreads, char *er
 int store_pool_submit(struct store_pool *p, struct store_task *t);
 /* Wake the job processor now (a job was just queued by this worker). */
 void store_pool_kick(struct store_pool *p);
+/* A storage call just answered STORE_UNAVAILABLE (any thread): check the database
+ * now instead of at the next scheduled check. */
+void store_pool_note_unavailable(struct store_pool *p);
+/* The last check said the database is unreachable (loop thread; no I/O). While it
+ * does, storage-backed endpoints answer 503 at once instead of queueing behind
+ * server-selection timeouts. False while the first check is still running. */
+bool store_pool_db_down(struct store_pool *p);
 void store_pool_db_state(struct store_pool *p, struct db_state *out);
 /* Number of booking jobs this worker's processor completed / is holding. */
 unsigned long long store_pool_jobs_done(struct store_pool *p);

@@ -238,10 +238,12 @@ class Api:
         return {s["seat"]: s["status"] for s in doc["seats"]}
 
 
-def check_views_agree(jobs, seat_map):
+def check_views_agree(jobs, seat_map, held=()):
     """jobs: {jobId: final status doc}. The seat map and the jobs must tell the same
     story: the seats of successful jobs are exactly the booked seats, no seat is in
-    two successful jobs, every failed job says why with a taken seat."""
+    two successful jobs, every failed job says why with a taken seat. Only a job in
+    `held` (one whose processor a fault test killed mid-lease) may have failed with
+    ATTEMPTS_EXHAUSTED: any other job must never be leased that often."""
     owner = {}
     for jid, j in jobs.items():
         assert j["status"] in FINAL, (jid, j)
@@ -261,6 +263,9 @@ def check_views_agree(jobs, seat_map):
         if j["status"] == "failed":
             err = j.get("error") or {}
             assert err.get("code") in ("SEATS_TAKEN", "ATTEMPTS_EXHAUSTED"), (jid, j)
+            assert err["code"] != "ATTEMPTS_EXHAUSTED" or jid in held, (
+                "job %s failed ATTEMPTS_EXHAUSTED without its processor being killed "
+                "(held: %s): %s" % (jid, sorted(held), j))
             if err["code"] == "SEATS_TAKEN":
                 # "seats already booked: A1, B2": every seat named is one of the job's
                 # and is booked by a successful job
@@ -270,6 +275,47 @@ def check_views_agree(jobs, seat_map):
                     "job %s failed naming %s as taken, but only %s of them are booked" % (
                         jid, sorted(named), sorted(named & set(owner))))
     return owner
+
+
+def sqlite_attempts(path, ids):
+    """{jobId: attempt} from svcd's SQLite file (read-only)."""
+    import sqlite3
+    c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+    try:
+        return {i: c.execute("SELECT attempt FROM jobs WHERE id = ?", (i,)).fetchone()[0]
+                for i in ids}
+    finally:
+        c.close()
+
+
+def ferret_attempts(fd_dir, uri, ids):
+    """{jobId: attempt} read straight from FerretDB's SQLite handler files (read-only):
+    database D is data/D.sqlite, collection `jobs` a table named in
+    _ferretdb_collections, each document one JSON column."""
+    import sqlite3
+    db = uri.rsplit("/", 1)[-1].split("?")[0]
+    path = os.path.join(fd_dir, "data", db + ".sqlite")
+    c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+    try:
+        table = c.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'jobs'"
+                          ).fetchone()[0]
+        out = {}
+        for i in ids:
+            row = c.execute('SELECT json_extract(_ferretdb_sjson, "$.attempt") FROM "%s" '
+                            'WHERE json_extract(_ferretdb_sjson, "$._id") = ?' % table,
+                            (i,)).fetchone()
+            out[i] = row[0] if row else None
+        return out
+    finally:
+        c.close()
+
+
+def job_attempts(request, srv, backend, ids):
+    """{jobId: how many times it was leased}, on either backend."""
+    if backend.name == "sqlite":
+        return sqlite_attempts(os.path.join(srv.wd.dir, "svcd.db"), ids)
+    fd = request.getfixturevalue("ferretdb")
+    return ferret_attempts(fd.dir, backend.storage["uri"], ids)
 
 
 def collect_final(api, owners, deadline_s, threads=4, pause=0.25):

@@ -21,7 +21,8 @@ import requests
 from conftest import (JWT_SECRET, error_json, free_port, pid_alive, pids_with_arg, scaled,
                       wait_for)
 from ferretdb_fixture import (Api, Backend, BookingLoad, backend,  # noqa: F401
-                              check_views_agree, collect_final, ferretdb, ferretdb_factory)
+                              check_views_agree, collect_final, ferretdb, ferretdb_factory,
+                              job_attempts)
 
 LEASE_S = 10  # the job lease (store_pool.c leases for less; this is the documented bound)
 MARGIN_S = 10
@@ -69,16 +70,6 @@ def sqlite_leases(path, pid):
     finally:
         c.close()
     return {r[0] for r in rows}
-
-
-def sqlite_attempts(path, ids):
-    import sqlite3
-    c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
-    try:
-        return {i: c.execute("SELECT attempt FROM jobs WHERE id = ?", (i,)).fetchone()[0]
-                for i in ids}
-    finally:
-        c.close()
 
 
 def freeze(pid, timeout=2.0):
@@ -146,15 +137,15 @@ def catch_lease_holder(srv, api, load, backend, tries=30):
     return victim, held, tries
 
 
-def check_held(srv, backend, jobs, held, kill_t):
+def check_held(request, srv, backend, jobs, held, kill_t):
     """The jobs a killed worker was processing were decided (collect_final saw them
-    final). SQLite says how: by a later lease after the first expired (attempt >= 2),
-    or by the killed processor itself when its COMMIT was already durable in the WAL
-    but not yet visible (finished at the kill, attempt 1) — both correct."""
-    if backend.name != "sqlite":
-        return
-    att = sqlite_attempts(os.path.join(srv.wd.dir, "svcd.db"), held)
+    final). The database says how (its attempt count): by a later lease after the
+    first expired (attempt >= 2), or by the killed processor itself when its commit
+    was already durable but not yet visible (finished at the kill, attempt 1) — both
+    correct. Never more leases than STORE_JOB_MAX_ATTEMPTS (5)."""
+    att = job_attempts(request, srv, backend, held)
     for jid in held:
+        assert att[jid] is not None and 1 <= att[jid] <= 5, (jid, att[jid], jobs[jid])
         own = iso_s(jobs[jid]["finishedAt"]) <= kill_t + 0.05
         assert att[jid] >= 2 or own, (jid, att[jid], jobs[jid], kill_t)
         print("held job %s: attempt %d, %s" % (jid, att[jid], "own durable commit" if own
@@ -173,16 +164,16 @@ def wait_gone(pids, timeout):
     wait_for(lambda: not [p for p in pids if pid_alive(p)], timeout, what="pids %s gone" % pids)
 
 
-def verify(api, event, load):
+def verify(api, event, load, held=()):
     accepted = load.stop()
     assert accepted, "no booking was accepted"
     jobs = collect_final(api, accepted, final_deadline())
-    owner = check_views_agree(jobs, api.seat_map(event))
+    owner = check_views_agree(jobs, api.seat_map(event), held)
     return jobs, owner
 
 
 # ============================================================================ 2. kill -9
-def test_kill_worker_running_jobs(make_server, backend):
+def test_kill_worker_running_jobs(request, make_server, backend):
     """Freeze a worker while it holds a job lease (SIGSTOP, lease confirmed), then
     kill -9 it: the master replaces it, its job is decided (leased again after the
     lease expires), bookings go on; nothing lost, nothing double-booked."""
@@ -208,9 +199,9 @@ def test_kill_worker_running_jobs(make_server, backend):
         load.wait_count(n + 15, scaled(30), "bookings after the kill")
     finally:
         load.stop_evt.set()
-    jobs, _ = verify(api, event, load)
+    jobs, _ = verify(api, event, load, held)
     assert held, "the killed worker never held a job lease in %d tries (inconclusive)" % tries
-    check_held(srv, backend, jobs, held, kill_t)
+    check_held(request, srv, backend, jobs, held, kill_t)
     assert "signal 9" in srv.log_text() or "SIGKILL" in srv.log_text()
 
 
@@ -229,7 +220,7 @@ def _kill_all(srv):
     return pids
 
 
-def test_kill_whole_server_then_restart(make_server, backend):
+def test_kill_whole_server_then_restart(request, make_server, backend):
     """kill -9 of the master and every child mid-run, then start svcd again on the
     same config: the stale pidfile is detected and every accepted job is decided."""
     overrides = backend.overrides(workers=2)
@@ -242,7 +233,8 @@ def test_kill_whole_server_then_restart(make_server, backend):
     try:
         load.wait_count(20, scaled(30))
         # freeze a worker while it holds a lease, then kill everything
-        _, held, tries = catch_lease_holder(srv, api, load, backend, tries=10)
+        _, held, tries = catch_lease_holder(srv, api, load, backend, tries=30)
+        assert held, "no worker was caught holding a job lease in %d tries" % tries
         kill_t = time.time()
         before = load.count()
         pids = _kill_all(srv)
@@ -254,8 +246,8 @@ def test_kill_whole_server_then_restart(make_server, backend):
     finally:
         load.stop_evt.set()
     try:
-        jobs, _ = verify(api, event, load)
-        check_held(srv, backend, jobs, held, kill_t)
+        jobs, _ = verify(api, event, load, held)
+        check_held(request, srv, backend, jobs, held, kill_t)
     finally:
         # stop the second server here: the first one's teardown kills by config path
         if srv2 is not None:

@@ -821,6 +821,48 @@ static void test_database_unavailable(void **state)
     assert_null(strstr(info.target, "s3cret"));
     if (mongo) assert_string_equal(info.database, "svcd");
     store_close(s);
+
+    /* LAZY|DEFER (a worker's loop thread): no round trip at all in store_open, so it
+     * returns at once even while server selection would wait; calls still fail
+     * cleanly. SQLite opens its local file either way (and fails on this path). */
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    s = store_open(&cfg, STORE_OPEN_LAZY | STORE_OPEN_DEFER, &err);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_non_null(s);
+    double open_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    if (mongo && open_ms > 500) fail_msg("deferred open took %.0f ms", open_ms);
+    assert_int_equal(store_ping(s, &ms, &err), STORE_UNAVAILABLE);
+    store_close(s);
+}
+
+/* A deferred handle is a full one once the database answers: its first call that
+ * reaches the server (here the ping) creates the indexes, and the unique claim index
+ * the double-booking guarantee rests on holds for the bookings after it. */
+static void test_deferred_open_creates_indexes(void **state)
+{
+    (void)state;
+    struct svcd_config cfg;
+    make_cfg(&cfg, "defer");
+    struct store_err err = {0};
+    struct store *s = store_open(&cfg, STORE_OPEN_LAZY | STORE_OPEN_DEFER, &err);
+    assert_non_null(s);
+    double ms = 0;
+    assert_int_equal(store_ping(s, &ms, &err), STORE_OK);
+    char id[STORE_ID_LEN];
+    const char *seats[] = {"A1", "A2"};
+    assert_int_equal(store_event_create(s, "deferred", seats, 2, id, &err), STORE_OK);
+    struct store_job j1, j2;
+    bool created;
+    assert_int_equal(store_job_submit(s, "u1", id, seats, 1, NULL, &j1, &created, &err), STORE_OK);
+    assert_int_equal(store_job_submit(s, "u2", id, seats, 1, NULL, &j2, &created, &err), STORE_OK);
+    bool here = false;
+    assert_int_equal(store_job_complete(s, &j2, &here, &err), STORE_OK);
+    assert_int_equal(store_job_complete(s, &j1, &here, &err), STORE_OK);
+    assert_int_equal(j2.status, STORE_JOB_SUCCESS);
+    assert_int_equal(j1.status, STORE_JOB_FAILED);
+    assert_string_equal(j1.error_code, "SEATS_TAKEN");
+    store_close(s);
 }
 
 static void test_ping_describe(void **state)
@@ -1020,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_many_processors_no_double_booking),
         cmocka_unit_test(test_job_queue_pump),
         cmocka_unit_test(test_database_unavailable),
+        cmocka_unit_test(test_deferred_open_creates_indexes),
         cmocka_unit_test(test_ping_describe),
         cmocka_unit_test(test_messages_paging),
     };
