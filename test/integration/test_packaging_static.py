@@ -35,7 +35,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DAEMON_DIRS = ("common", "master", "worker", "coordinator", "store")
 CLI_DIRS = ("common", "cli")
 TEST_HOOKS = {"SVCD_STORE_FAULT", "SVCD_SIO_PING_INTERVAL", "SVCD_SIO_PING_TIMEOUT",
-              "SVCD_TEST_SPIN"}
+              "SVCD_TEST_SPIN", "SVCD_STORE_FAULT_MS", "SVCD_TEST_JOB_LEASE_MS"}
 
 
 def src(*parts):
