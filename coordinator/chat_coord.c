@@ -25,6 +25,7 @@
 #include "chat_map.h"
 #include "chat_proto.h"
 #include "chat_queue.h"
+#include "cluster_bus.h"
 
 #define HISTORY_KEEP 1000 /* messages per room kept by the in-memory fallback */
 #define ID_MAX       64
@@ -32,6 +33,7 @@
 struct cuser {
     int slot;
     char sid[ID_MAX];
+    int64_t at; /* wall-clock ms of the login: the newer login wins, across hosts */
 };
 
 struct croom {
@@ -68,6 +70,7 @@ struct chat_coord {
     size_t nqueue, capqueue;
     unsigned long long pair_seq;
     struct buf out;
+    struct cluster_bus *bus; /* other hosts on the same MongoDB (cluster_bus.h), or NULL */
 };
 
 /* ---- sending ----------------------------------------------------------------- */
@@ -229,9 +232,14 @@ static void purge_slot(struct chat_coord *cc, int slot)
     free(keys);
 }
 
-static void user_add(struct chat_coord *cc, int slot, const char *user, const char *sid)
+static void user_add(struct chat_coord *cc, int slot, const char *user, const char *sid, int64_t at)
 {
     struct cuser *u = chat_map_get(&cc->users, user);
+    /* other hosts: "user logged in here at `at`"; the older login anywhere goes.
+     * Re-announcements after a coordinator restart carry their original time, so
+     * they never kick a newer login elsewhere. */
+    if (cc->bus && !(u && u->slot == slot && strcmp(u->sid, sid) == 0))
+        cluster_bus_publish(cc->bus, "user", user, sid, strlen(sid), at);
     if (u) {
         if (u->slot == slot && strcmp(u->sid, sid) == 0) return;
         /* one live connection per user: the older one is replaced */
@@ -249,6 +257,7 @@ static void user_add(struct chat_coord *cc, int slot, const char *user, const ch
         }
     }
     u->slot = slot;
+    u->at = at;
     snprintf(u->sid, sizeof(u->sid), "%s", sid);
 }
 
@@ -327,6 +336,55 @@ static void history_reply(struct chat_coord *cc, int slot, const char *qid, cons
     buf_free(&json);
 }
 
+/* cc->out holds a ROOM_EMIT for the workers (room | event | json): send it to every
+ * worker with members in `room` but `except` (the one that already delivered it). */
+static void room_fanout(struct chat_coord *cc, const char *room, int except)
+{
+    struct croom *r = chat_map_get(&cc->rooms, room);
+    if (!r) return;
+    for (int s = 0; s < SB_SLOTS; s++)
+        if (r->slot[s] && s != except) send_slot(cc, s, CHAT_ROOM_EMIT, &cc->out, -1);
+}
+
+/* ---- other hosts (cluster_bus.h) ---------------------------------------------------- */
+
+static void on_bus_event(void *arg, const char *type, const char *key, const char *data, size_t len,
+                         int64_t at, const char *host)
+{
+    struct chat_coord *cc = arg;
+    if (strcmp(type, "room") == 0) {
+        buf_reset(&cc->out);
+        buf_append(&cc->out, data, len);
+        if (!buf_failed(&cc->out)) room_fanout(cc, key, -1);
+    } else if (strcmp(type, "user") == 0) {
+        struct cuser *u = chat_map_get(&cc->users, key);
+        if (!u) return;
+        /* the newer login wins; equal times are ordered by host id, the same way
+         * on every host */
+        int remote_newer =
+            at > u->at || (at == u->at && strcmp(host, cluster_bus_host(cc->bus)) > 0);
+        if (!remote_newer) return;
+        log_info("chat: user %s logged in on another host; replacing the connection here", key);
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 2, CF(key), CF(u->sid));
+        send_slot(cc, u->slot, CHAT_KICK, &cc->out, -1);
+        user_remove(cc, key);
+    } else if (strcmp(type, "user_emit") == 0) {
+        struct cuser *u = chat_map_get(&cc->users, key);
+        if (!u) return;
+        buf_reset(&cc->out);
+        buf_append(&cc->out, data, len);
+        if (!buf_failed(&cc->out)) send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
+    }
+}
+
+int chat_coord_cluster_start(struct chat_coord *cc, const char *mongodb_uri, char *err,
+                             size_t errlen)
+{
+    cc->bus = cluster_bus_start(cc->loop, mongodb_uri, on_bus_event, cc, err, errlen);
+    return cc->bus ? 0 : -1;
+}
+
 /* ---- frames ------------------------------------------------------------------------ */
 
 static void handoff(struct chat_coord *cc, const char *target_s, const char *bytes, size_t len,
@@ -368,11 +426,10 @@ void chat_coord_frame(struct chat_coord *cc, int slot, uint8_t type, const char 
         purge_slot(cc, slot);
         break;
     case CHAT_USER_ADD:
-        if (chat_fields_split(payload, len, 2, &f) == 0 && f.len[1] < ID_MAX) {
-            char sid[ID_MAX];
-            memcpy(sid, f.f[1], f.len[1]);
-            sid[f.len[1]] = '\0';
-            user_add(cc, slot, f.f[0], sid);
+        if (chat_fields_split(payload, len, 3, &f) == 0 && f.len[1] < ID_MAX) {
+            char at[24];
+            snprintf(at, sizeof(at), "%.*s", (int)(f.len[2] < 23 ? f.len[2] : 23), f.f[2]);
+            user_add(cc, slot, f.f[0], f.f[1], strtoll(at, NULL, 10));
         }
         break;
     case CHAT_USER_DEL:
@@ -411,18 +468,21 @@ void chat_coord_frame(struct chat_coord *cc, int slot, uint8_t type, const char 
     case CHAT_ROOM_EMIT:
         if (chat_fields_split(payload, len, 4, &f) == 0) {
             if (f.f[1][0] == '1') history_add(cc, f.f[0], f.f[3], f.len[3]);
-            struct croom *r = chat_map_get(&cc->rooms, f.f[0]);
-            if (!r) break;
             buf_reset(&cc->out);
             chat_fields_build(&cc->out, 3, CF(f.f[0]), CF(f.f[2]), CFN(f.f[3], f.len[3]));
-            for (int s = 0; s < SB_SLOTS; s++)
-                if (r->slot[s] && s != slot) send_slot(cc, s, CHAT_ROOM_EMIT, &cc->out, -1);
+            if (cc->bus && !buf_failed(&cc->out))
+                cluster_bus_publish(cc->bus, "room", f.f[0], cc->out.data, cc->out.len, 0);
+            room_fanout(cc, f.f[0], slot);
         }
         break;
     case CHAT_USER_EMIT:
         if (chat_fields_split(payload, len, 3, &f) == 0) {
             struct cuser *u = chat_map_get(&cc->users, f.f[0]);
-            if (!u) break;
+            if (!u) {
+                /* not connected on this host: maybe on another one */
+                if (cc->bus) cluster_bus_publish(cc->bus, "user_emit", f.f[0], payload, len, 0);
+                break;
+            }
             buf_reset(&cc->out);
             buf_append(&cc->out, payload, len);
             send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
@@ -519,6 +579,8 @@ void chat_coord_link_down(struct chat_coord *cc, int slot)
 void chat_coord_free(struct chat_coord *cc)
 {
     if (!cc) return;
+    cluster_bus_stop(cc->bus);
+    cc->bus = NULL;
     size_t i;
     for (int s = 0; s < SB_SLOTS; s++) chatq_detach(&cc->slots[s].q);
     for (struct chat_map_ent *e = chat_map_first(&cc->users, &i); e;

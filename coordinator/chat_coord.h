@@ -16,6 +16,11 @@ struct chat_coord;
 struct chat_coord *chat_coord_new(struct ev_loop *loop);
 void chat_coord_free(struct chat_coord *cc);
 
+/* Share chat with the other hosts on the same MongoDB (cluster_bus.h): room
+ * broadcasts, one login per user, pushes to users connected elsewhere. */
+int chat_coord_cluster_start(struct chat_coord *cc, const char *mongodb_uri, char *err,
+                             size_t errlen);
+
 /* A worker link was added / closed (the worker died or exited). */
 void chat_coord_link_up(struct chat_coord *cc, int slot, int fd);
 void chat_coord_link_down(struct chat_coord *cc, int slot);

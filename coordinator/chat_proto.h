@@ -12,8 +12,9 @@
  *
  *   worker -> coordinator
  *     HELLO        generation           forget everything this slot announced before
- *     USER_ADD     user | sid           a user connected here; an older connection of
- *                                       the same user anywhere gets KICK
+ *     USER_ADD     user | sid | at      a user connected here (at: wall-clock ms of the
+ *                                       login); an older connection of the same user
+ *                                       anywhere (any worker, any host) gets KICK
  *     USER_DEL     user | sid           that connection ended
  *     JOIN         room                 this worker has (now) members in room
  *     LEAVE        room                 ... no longer

@@ -170,6 +170,12 @@ int coordinator_main(const struct coordinator_args *a)
     co.preg = preg_create(co.loop, a->cfg, &hooks);
     if (!co.preg) return 1;
     co.chat = chat_coord_new(co.loop);
+    if (co.chat && a->cfg->storage.driver == STORE_MONGODB) {
+        /* several hosts on one MongoDB: chat crosses hosts through it */
+        char err[512];
+        if (chat_coord_cluster_start(co.chat, a->cfg->storage.uri, err, sizeof(err)) < 0)
+            log_error("cluster: %s; chat stays on this host", err);
+    }
     if (!co.chat) return 1;
     for (int i = 0; i < a->nworkers; i++)
         if (link_add(&co, a->worker_fds[i], a->worker_slots[i]) < 0) close(a->worker_fds[i]);

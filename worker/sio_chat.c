@@ -396,7 +396,10 @@ static void on_connect(struct eio_session *s, json_t *auth)
     int failed;
     chat_map_put(&ctx->users, user, s, &failed);
     s->connected = 1;
-    coord_fields(ctx, CHAT_USER_ADD, 2, user, s->sid, NULL, NULL);
+    s->connected_at_ms = now_wall_ms();
+    char at[24];
+    snprintf(at, sizeof(at), "%lld", (long long)s->connected_at_ms);
+    coord_fields(ctx, CHAT_USER_ADD, 3, user, s->sid, at, NULL);
     char pkt[64];
     int n = snprintf(pkt, sizeof(pkt), "0{\"sid\":\"%s\"}", s->sio_sid);
     eio_send(s, pkt, (size_t)n);
@@ -866,7 +869,9 @@ void sio_reannounce(struct sio_ctx *ctx)
     for (struct chat_map_ent *e = chat_map_first(&ctx->users, &i); e;
          e = chat_map_next(&ctx->users, e, &i)) {
         struct eio_session *s = e->value;
-        coord_fields(ctx, CHAT_USER_ADD, 2, s->user, s->sid, NULL, NULL);
+        char at[24];
+        snprintf(at, sizeof(at), "%lld", (long long)s->connected_at_ms);
+        coord_fields(ctx, CHAT_USER_ADD, 3, s->user, s->sid, at, NULL);
     }
     for (struct chat_map_ent *e = chat_map_first(&ctx->rooms, &i); e;
          e = chat_map_next(&ctx->rooms, e, &i))

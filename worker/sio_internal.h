@@ -39,6 +39,7 @@ struct eio_session {
 
     /* Socket.IO, namespace "/" */
     int connected;
+    int64_t connected_at_ms; /* wall clock: which of two logins is newer, across hosts */
     char sio_sid[EIO_SID_LEN];
     char user[JWT_USER_MAX];
     char **rooms;
