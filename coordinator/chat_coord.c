@@ -44,6 +44,7 @@ struct croom {
 struct cpair {
     char *partner;
     char room[ID_MAX + 16];
+    char phost[48]; /* the partner's host when it is another one ("" here/unknown) */
 };
 
 /* IN-MEMORY FALLBACK for store_message_add()/store_messages(): a ring of the
@@ -71,7 +72,19 @@ struct chat_coord {
     unsigned long long pair_seq;
     struct buf out;
     struct cluster_bus *bus; /* other hosts on the same MongoDB (cluster_bus.h), or NULL */
+    /* random connect across hosts (bus only): one host, the leader (the smallest
+     * live host id), keeps the waiting queue; the others forward to it */
+    struct chat_map hosts;   /* other live hosts: id -> int64_t* last heart-beat (mono ms) */
+    struct chat_map waiting; /* local users waiting for a partner: user -> (void *)1 */
+    struct chat_map qhost;   /* leader: queued user -> strdup(host id) */
+    char leader[48];
+    ev_timer hb;
 };
+
+#define HOST_HB_S   1.0  /* heart-beat on the bus */
+#define HOST_TTL_MS 3500 /* a host silent that long is gone */
+
+static void random_route(struct chat_coord *cc, const char *op, const char *user, const char *host);
 
 /* ---- sending ----------------------------------------------------------------- */
 
@@ -150,6 +163,8 @@ static int set_pair(struct chat_coord *cc, const char *user, const char *partner
 static void random_leave(struct chat_coord *cc, const char *user)
 {
     queue_remove(cc, user);
+    if (cc->bus && chat_map_del(&cc->waiting, user))
+        random_route(cc, "leave", user, cluster_bus_host(cc->bus));
     struct cpair *p = chat_map_del(&cc->pairs, user);
     if (!p) return;
     struct cpair *q = chat_map_get(&cc->pairs, p->partner);
@@ -158,6 +173,12 @@ static void random_leave(struct chat_coord *cc, const char *user)
         notify_pair(cc, CHAT_PARTNER_LEFT, p->partner, user, p->room);
         free(q->partner);
         free(q);
+    } else if (cc->bus) {
+        /* the partner is on another host (or gone): tell whoever holds it */
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 2, CF(user), CF(p->room));
+        if (!buf_failed(&cc->out))
+            cluster_bus_publish(cc->bus, "pleft", p->partner, cc->out.data, cc->out.len, 0);
     }
     free(p->partner);
     free(p);
@@ -165,6 +186,15 @@ static void random_leave(struct chat_coord *cc, const char *user)
 
 static void random_join(struct chat_coord *cc, const char *user)
 {
+    if (cc->bus) {
+        /* several hosts: the leader matches (random_route) */
+        if (chat_map_get(&cc->pairs, user) || chat_map_get(&cc->waiting, user)) return;
+        if (!chat_map_get(&cc->users, user)) return;
+        int failed;
+        chat_map_put(&cc->waiting, user, (void *)1, &failed);
+        if (!failed) random_route(cc, "join", user, cluster_bus_host(cc->bus));
+        return;
+    }
     if (chat_map_get(&cc->pairs, user) || queue_index(cc, user) >= 0) return;
     if (!chat_map_get(&cc->users, user)) return; /* not connected (any more) */
     /* the longest-waiting user that is still connected */
@@ -346,6 +376,181 @@ static void room_fanout(struct chat_coord *cc, const char *room, int except)
         if (r->slot[s] && s != except) send_slot(cc, s, CHAT_ROOM_EMIT, &cc->out, -1);
 }
 
+/* ---- random connect across hosts ------------------------------------------------- */
+
+/* A user `host` holds got a partner: tell it (here: set the pair, notify the worker). */
+static void match_deliver(struct chat_coord *cc, const char *user, const char *host,
+                          const char *partner, const char *phost, const char *room)
+{
+    const char *me = cluster_bus_host(cc->bus);
+    if (strcmp(host, me) != 0) {
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 4, CF(user), CF(partner), CF(phost), CF(room));
+        if (!buf_failed(&cc->out))
+            cluster_bus_publish(cc->bus, "match", host, cc->out.data, cc->out.len, 0);
+        return;
+    }
+    chat_map_del(&cc->waiting, user);
+    if (!chat_map_get(&cc->users, user)) {
+        /* gone in the meantime: the partner is told at once */
+        buf_reset(&cc->out);
+        chat_fields_build(&cc->out, 2, CF(user), CF(room));
+        if (!buf_failed(&cc->out))
+            cluster_bus_publish(cc->bus, "pleft", partner, cc->out.data, cc->out.len, 0);
+        return;
+    }
+    if (set_pair(cc, user, partner, room) < 0) return;
+    struct cpair *p = chat_map_get(&cc->pairs, user);
+    if (p) snprintf(p->phost, sizeof(p->phost), "%s", strcmp(phost, me) ? phost : "");
+    notify_pair(cc, CHAT_MATCHED, user, partner, room);
+}
+
+static void qhost_drop(struct chat_coord *cc, const char *user)
+{
+    free(chat_map_del(&cc->qhost, user));
+}
+
+/* The leader's half: the one queue of every host's waiting users. */
+static void leader_op(struct chat_coord *cc, const char *op, const char *user, const char *host)
+{
+    const char *me = cluster_bus_host(cc->bus);
+    if (strcmp(op, "leave") == 0) {
+        queue_remove(cc, user);
+        qhost_drop(cc, user);
+        return;
+    }
+    if (strcmp(op, "join") != 0 || queue_index(cc, user) >= 0) return;
+    while (cc->nqueue > 0) {
+        char *other = cc->queue[0];
+        memmove(&cc->queue[0], &cc->queue[1], (cc->nqueue - 1) * sizeof(char *));
+        cc->nqueue--;
+        char *ohost = chat_map_del(&cc->qhost, other);
+        int stale = strcmp(other, user) == 0 || !ohost ||
+                    (strcmp(ohost, me) == 0 && !chat_map_get(&cc->users, other));
+        if (stale) {
+            free(other);
+            free(ohost);
+            continue;
+        }
+        char room[ID_MAX + 16];
+        snprintf(room, sizeof(room), "random-%.8s-%llu", me, ++cc->pair_seq);
+        match_deliver(cc, user, host, other, ohost, room);
+        match_deliver(cc, other, ohost, user, host, room);
+        free(other);
+        free(ohost);
+        return;
+    }
+    char *h = strdup(host);
+    int failed = 1;
+    if (h && queue_push(cc, user) == 0) chat_map_put(&cc->qhost, user, h, &failed);
+    if (failed) {
+        free(h);
+        queue_remove(cc, user);
+        log_error("chat: out of memory queueing a user");
+    }
+}
+
+static void random_route(struct chat_coord *cc, const char *op, const char *user, const char *host)
+{
+    if (strcmp(cc->leader, cluster_bus_host(cc->bus)) == 0) {
+        leader_op(cc, op, user, host);
+        return;
+    }
+    buf_reset(&cc->out);
+    chat_fields_build(&cc->out, 3, CF(op), CF(user), CF(host));
+    if (!buf_failed(&cc->out))
+        cluster_bus_publish(cc->bus, "rnd", cc->leader, cc->out.data, cc->out.len, 0);
+}
+
+/* Which hosts are alive, who leads; a host that went silent takes its queue
+ * entries with it and its users' partners here are told they left. */
+static void hosts_check(struct chat_coord *cc)
+{
+    const char *me = cluster_bus_host(cc->bus);
+    int64_t now = now_mono_ms();
+    size_t i, n = 0;
+    char *dead[64];
+    const char *best = me;
+    for (struct chat_map_ent *e = chat_map_first(&cc->hosts, &i); e;
+         e = chat_map_next(&cc->hosts, e, &i)) {
+        if (now - *(int64_t *)e->value > HOST_TTL_MS) {
+            if (n < 64) dead[n++] = strdup(e->key);
+        } else if (strcmp(e->key, best) < 0) {
+            best = e->key;
+        }
+    }
+    char newleader[48];
+    snprintf(newleader, sizeof(newleader), "%s", best);
+    for (size_t k = 0; k < n; k++) {
+        if (!dead[k]) continue;
+        log_info("cluster: host %s went silent", dead[k]);
+        free(chat_map_del(&cc->hosts, dead[k]));
+        /* its users' queue entries (the leader's) */
+        for (size_t q = 0; q < cc->nqueue;) {
+            const char *h = chat_map_get(&cc->qhost, cc->queue[q]);
+            if (h && strcmp(h, dead[k]) == 0) {
+                char *u = strdup(cc->queue[q]);
+                queue_remove(cc, u);
+                qhost_drop(cc, u);
+                free(u);
+            } else {
+                q++;
+            }
+        }
+        /* pairs with a partner there */
+        size_t np = 0, j;
+        char *lone[256];
+        for (struct chat_map_ent *e = chat_map_first(&cc->pairs, &j); e;
+             e = chat_map_next(&cc->pairs, e, &j))
+            if (!strcmp(((struct cpair *)e->value)->phost, dead[k]) && np < 256)
+                lone[np++] = strdup(e->key);
+        for (size_t q = 0; q < np; q++) {
+            struct cpair *p = lone[q] ? chat_map_del(&cc->pairs, lone[q]) : NULL;
+            if (p) {
+                notify_pair(cc, CHAT_PARTNER_LEFT, lone[q], p->partner, p->room);
+                free(p->partner);
+                free(p);
+            }
+            free(lone[q]);
+        }
+        free(dead[k]);
+    }
+    if (strcmp(newleader, cc->leader) == 0) return;
+    int was_me = strcmp(cc->leader, me) == 0;
+    log_info("cluster: random-connect leader is now %s%s", newleader,
+             strcmp(newleader, me) == 0 ? " (this host)" : "");
+    snprintf(cc->leader, sizeof(cc->leader), "%s", newleader);
+    if (was_me && strcmp(newleader, me) != 0) {
+        /* hand the queue over, oldest first */
+        while (cc->nqueue > 0) {
+            char *u = cc->queue[0];
+            memmove(&cc->queue[0], &cc->queue[1], (cc->nqueue - 1) * sizeof(char *));
+            cc->nqueue--;
+            char *h = chat_map_del(&cc->qhost, u);
+            if (h && strcmp(h, me) != 0) random_route(cc, "join", u, h);
+            free(h);
+            free(u);
+        }
+    }
+    /* a new leader may not know this host's waiting users: say them again */
+    char *again[1024];
+    size_t na = 0;
+    for (struct chat_map_ent *e = chat_map_first(&cc->waiting, &i); e;
+         e = chat_map_next(&cc->waiting, e, &i))
+        if (na < 1024) again[na++] = strdup(e->key);
+    for (size_t k = 0; k < na; k++) {
+        if (again[k]) random_route(cc, "join", again[k], me);
+        free(again[k]);
+    }
+}
+
+static void on_host_hb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct chat_coord *cc = t->data;
+    cluster_bus_publish(cc->bus, "hb", "", "", 0, now_wall_ms());
+    hosts_check(cc);
+}
+
 /* ---- other hosts (cluster_bus.h) ---------------------------------------------------- */
 
 static void on_bus_event(void *arg, const char *type, const char *key, const char *data, size_t len,
@@ -369,6 +574,44 @@ static void on_bus_event(void *arg, const char *type, const char *key, const cha
         chat_fields_build(&cc->out, 2, CF(key), CF(u->sid));
         send_slot(cc, u->slot, CHAT_KICK, &cc->out, -1);
         user_remove(cc, key);
+    } else if (strcmp(type, "hb") == 0) {
+        int64_t *seen = chat_map_get(&cc->hosts, host);
+        if (!seen) {
+            seen = malloc(sizeof(*seen));
+            int failed;
+            if (!seen || (chat_map_put(&cc->hosts, host, seen, &failed), failed)) {
+                free(seen);
+                return;
+            }
+            log_info("cluster: host %s is on the bus", host);
+        }
+        *seen = now_mono_ms();
+        hosts_check(cc);
+    } else if (strcmp(type, "rnd") == 0 || strcmp(type, "match") == 0) {
+        if (strcmp(key, cluster_bus_host(cc->bus)) != 0) return; /* for another host */
+        struct chat_fields f;
+        char tmp[2048];
+        if (len >= sizeof(tmp)) return;
+        memcpy(tmp, data, len);
+        tmp[len] = '\0';
+        if (type[0] == 'r') {
+            if (chat_fields_split(tmp, len, 3, &f) == 0) random_route(cc, f.f[0], f.f[1], f.f[2]);
+        } else if (chat_fields_split(tmp, len, 4, &f) == 0) {
+            match_deliver(cc, f.f[0], cluster_bus_host(cc->bus), f.f[1], f.f[2], f.f[3]);
+        }
+    } else if (strcmp(type, "pleft") == 0) {
+        struct chat_fields f;
+        char tmp[1024];
+        if (len >= sizeof(tmp)) return;
+        memcpy(tmp, data, len);
+        tmp[len] = '\0';
+        if (chat_fields_split(tmp, len, 2, &f) < 0) return;
+        struct cpair *q = chat_map_get(&cc->pairs, key);
+        if (!q || strcmp(q->partner, f.f[0]) != 0) return;
+        chat_map_del(&cc->pairs, key);
+        notify_pair(cc, CHAT_PARTNER_LEFT, key, f.f[0], q->room);
+        free(q->partner);
+        free(q);
     } else if (strcmp(type, "user_emit") == 0) {
         struct cuser *u = chat_map_get(&cc->users, key);
         if (!u) return;
@@ -382,7 +625,10 @@ int chat_coord_cluster_start(struct chat_coord *cc, const char *mongodb_uri, cha
                              size_t errlen)
 {
     cc->bus = cluster_bus_start(cc->loop, mongodb_uri, on_bus_event, cc, err, errlen);
-    return cc->bus ? 0 : -1;
+    if (!cc->bus) return -1;
+    snprintf(cc->leader, sizeof(cc->leader), "%s", cluster_bus_host(cc->bus));
+    ev_timer_start(cc->loop, &cc->hb);
+    return 0;
 }
 
 /* ---- frames ------------------------------------------------------------------------ */
@@ -516,10 +762,12 @@ void chat_coord_frame(struct chat_coord *cc, int slot, uint8_t type, const char 
             struct cpair *p = chat_map_get(&cc->pairs, f.f[0]);
             if (!p || strcmp(p->partner, f.f[1]) != 0) break; /* partners only */
             struct cuser *u = chat_map_get(&cc->users, f.f[1]);
-            if (!u) break;
             buf_reset(&cc->out);
             chat_fields_build(&cc->out, 3, CF(f.f[1]), CF("signal"), CFN(f.f[2], f.len[2]));
-            send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
+            if (u)
+                send_slot(cc, u->slot, CHAT_USER_EMIT, &cc->out, -1);
+            else if (cc->bus && !buf_failed(&cc->out)) /* the partner is on another host */
+                cluster_bus_publish(cc->bus, "user_emit", f.f[1], cc->out.data, cc->out.len, 0);
         }
         break;
     case CHAT_HISTORY_REQ:
@@ -555,6 +803,11 @@ struct chat_coord *chat_coord_new(struct ev_loop *loop)
     chat_map_init(&cc->rooms);
     chat_map_init(&cc->hist);
     chat_map_init(&cc->pairs);
+    chat_map_init(&cc->hosts);
+    chat_map_init(&cc->waiting);
+    chat_map_init(&cc->qhost);
+    ev_timer_init(&cc->hb, on_host_hb, HOST_HB_S, HOST_HB_S);
+    cc->hb.data = cc;
     buf_init(&cc->out);
     return cc;
 }
@@ -579,9 +832,19 @@ void chat_coord_link_down(struct chat_coord *cc, int slot)
 void chat_coord_free(struct chat_coord *cc)
 {
     if (!cc) return;
+    ev_timer_stop(cc->loop, &cc->hb);
     cluster_bus_stop(cc->bus);
     cc->bus = NULL;
     size_t i;
+    for (struct chat_map_ent *e = chat_map_first(&cc->hosts, &i); e;
+         e = chat_map_next(&cc->hosts, e, &i))
+        free(e->value);
+    for (struct chat_map_ent *e = chat_map_first(&cc->qhost, &i); e;
+         e = chat_map_next(&cc->qhost, e, &i))
+        free(e->value);
+    chat_map_free(&cc->hosts);
+    chat_map_free(&cc->waiting);
+    chat_map_free(&cc->qhost);
     for (int s = 0; s < SB_SLOTS; s++) chatq_detach(&cc->slots[s].q);
     for (struct chat_map_ent *e = chat_map_first(&cc->users, &i); e;
          e = chat_map_next(&cc->users, e, &i))

@@ -202,9 +202,12 @@ static int publish_one(struct bus_thread *t, struct bus_event *e, bson_error_t *
 {
     for (int tries = 0; tries < DUP_TRIES; tries++) {
         int64_t id = t->hi + 1;
-        bson_t *doc =
-            BCON_NEW("_id", BCON_INT64(id), "host", BCON_UTF8(t->b->host), "type",
-                     BCON_UTF8(e->type), "key", BCON_UTF8(e->key), "at", BCON_INT64(e->at_ms));
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t ts = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000; /* for clean_old */
+        bson_t *doc = BCON_NEW("_id", BCON_INT64(id), "host", BCON_UTF8(t->b->host), "type",
+                               BCON_UTF8(e->type), "key", BCON_UTF8(e->key), "at",
+                               BCON_INT64(e->at_ms), "ts", BCON_INT64(ts));
         BSON_APPEND_BINARY(doc, "data", BSON_SUBTYPE_BINARY, (const uint8_t *)e->data,
                            (uint32_t)e->len);
         bool ok = mongoc_collection_insert_one(t->coll, doc, NULL, NULL, err);
@@ -314,7 +317,7 @@ static void clean_old(struct bus_thread *t)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - KEEP_MS;
-    bson_t *filter = BCON_NEW("at", "{", "$lt", BCON_INT64(cutoff), "}");
+    bson_t *filter = BCON_NEW("ts", "{", "$lt", BCON_INT64(cutoff), "}");
     bson_error_t err;
     if (!mongoc_collection_delete_many(t->coll, filter, NULL, NULL, &err))
         log_debug("cluster: deleting old events failed: %s", err.message);

@@ -131,6 +131,103 @@ def test_booking_update_reaches_the_user_on_the_other_host(hosts):
         assert e["args"][0]["status"] in ("success", "failed")
 
 
+def host_id(s):
+    for ln in s.log_text().splitlines():
+        if "chat events shared with the other hosts" in ln:
+            return ln.rsplit("host id ", 1)[1].rstrip(")")
+    return None
+
+
+def wait_one_leader(h1, h2):
+    """Both hosts heard each other's heart-beat: both now take the smaller host id
+    as the matchmaker (the leader)."""
+    wait_for(lambda: ("host %s is on the bus" % host_id(h2)) in h1.log_text()
+             and ("host %s is on the bus" % host_id(h1)) in h2.log_text(),
+             scaled(15), interval=0.2, what="the hosts to hear each other")
+
+
+def test_random_connect_pairs_users_on_different_hosts(hosts):
+    (h1, h2), driver = hosts
+    wait_one_leader(h1, h2)
+    d1, d2 = driver(h1), driver(h2)
+    assert d1.connect("ann", "ann")["ev"] == "connected"
+    assert d2.connect("ben", "ben", opts={"transports": ["websocket"]})["ev"] == "connected"
+    assert d2.connect("cat", "cat")["ev"] == "connected"
+    assert d1.call("ann", "random:join")["status"] == "waiting"
+    d2.call("ben", "random:join")
+    ma = d1.expect(lambda e: e.get("name") == "ann" and e.get("event") == "random:matched",
+                   15, "ann (host 1) matched")
+    mb = d2.expect(lambda e: e.get("name") == "ben" and e.get("event") == "random:matched",
+                   15, "ben (host 2) matched")
+    assert ma["args"][0]["partnerId"] == "ben" and mb["args"][0]["partnerId"] == "ann"
+    assert ma["args"][0]["room"] == mb["args"][0]["room"]
+    # signals cross hosts between partners only
+    assert d1.call("ann", "signal", {"to": "ben", "data": {"sdp": "offer-1"}}) == {"ok": True}
+    sig = d2.expect(lambda e: e.get("name") == "ben" and e.get("event") == "signal", 10,
+                    "ben to get ann's offer across hosts")
+    assert sig["args"][0] == {"from": "ann", "data": {"sdp": "offer-1"}}
+    assert d2.call("ben", "signal", {"to": "ann", "data": {"sdp": "answer-1"}}) == {"ok": True}
+    sig = d1.expect(lambda e: e.get("name") == "ann" and e.get("event") == "signal", 10,
+                    "ann to get ben's answer across hosts")
+    assert sig["args"][0] == {"from": "ben", "data": {"sdp": "answer-1"}}
+    res = d2.call("cat", "signal", {"to": "ann", "data": "evil"})
+    assert res["ok"] is False and res["error"] == "NOT_PARTNER"
+    d1.drain(0.5)
+    assert not d1.events("ann", "signal")
+    # next on host 2: ann (host 1) is told, ben waits again and gets cat (host 2)
+    d2.call("ben", "random:next")
+    d1.expect(lambda e: e.get("name") == "ann" and e.get("event") == "random:partner-left",
+              10, "ann told that ben left")
+    d2.call("cat", "random:join")
+    mc = d2.expect(lambda e: e.get("name") == "cat" and e.get("event") == "random:matched",
+                   10, "cat matched")
+    assert mc["args"][0]["partnerId"] == "ben"
+    # ann waits again; a partner disconnecting on the other host is a partner leaving
+    d1.call("ann", "random:join")
+    d2.cmd(cmd="close", name="cat")
+    d2.expect(lambda e: e.get("name") == "ben" and e.get("event") == "random:partner-left",
+              10, "ben told that cat left")
+    d2.call("ben", "random:join")
+    m = d1.expect(lambda e: e.get("name") == "ann" and e.get("event") == "random:matched",
+                  10, "ann matched again across hosts")
+    assert m["args"][0]["partnerId"] == "ben"
+
+
+def test_random_connect_survives_the_leader_host_going_away(ferretdb):  # noqa: F811
+    """The host that keeps the waiting queue stops (SIGTERM, all its clients go):
+    the other takes over within the heart-beat TTL and matches its own users."""
+    uri = ferretdb.uri(fresh_db_name())
+    made, drivers = [], []
+    try:
+        for _ in range(2):
+            made.append(start_host(uri))
+        for s in made:
+            wait_cluster_up(s)
+        wait_one_leader(*made)
+        leader = min(made, key=host_id)
+        other = made[1] if leader is made[0] else made[0]
+        d = Driver(other.url(""))
+        drivers.append(d)
+        assert d.connect("x", "xena")["ev"] == "connected"
+        assert d.call("x", "random:join")["status"] == "waiting"
+        assert leader.stop() == 0
+        wait_for(lambda: "went silent" in other.log_text(), scaled(15),
+                 what="the survivor to notice the leader is gone")
+        assert d.connect("y", "yuri")["ev"] == "connected"
+        d.call("y", "random:join")
+        m = d.expect(lambda e: e.get("name") == "y" and e.get("event") == "random:matched",
+                     15, "yuri matched by the new leader")
+        assert m["args"][0]["partnerId"] == "xena"
+    finally:
+        for dr in drivers:
+            dr.close()
+        for s in made:
+            try:
+                s.teardown()
+            finally:
+                s.wd.cleanup()
+
+
 def test_database_outage_delays_cross_host_chat_but_not_local_chat(ferretdb_factory):  # noqa: F811
     fd = ferretdb_factory()
     uri = fd.uri(fresh_db_name())
