@@ -407,13 +407,20 @@ def _worker_cpu(srv, seconds):
     return {p: round((_cpu_ticks(p) - t0[p]) / hz / seconds, 2) for p in pids}
 
 
-def test_development_starts_degraded_and_resumes(ferretdb_factory, make_server, backend):
+def test_development_starts_degraded_and_resumes(ferretdb_factory, make_server, backend,
+                                                 workdir):
+    """MongoDB: nothing listens on the URI's port until FerretDB is started there.
+    SQLite (embedded, so "down" means unopenable): the database path is a
+    directory until it is removed, then svcd creates the file by itself."""
     # (ferretdb_factory first: torn down after svcd, which then drains with its database)
     if backend.name == "sqlite":
-        pytest.skip("SQLite is embedded: there is no server that can be down at start-up "
-                    "(an unopenable file is covered by the production test)")
-    port = _mongo_dead_port()
-    be = Backend("mongodb", {"driver": "mongodb", "uri": "mongodb://127.0.0.1:%d/svcd" % port})
+        blocker = os.path.join(workdir.dir, "svcd.db")
+        os.mkdir(blocker)
+        be = backend
+    else:
+        port = _mongo_dead_port()
+        be = Backend("mongodb", {"driver": "mongodb",
+                                 "uri": "mongodb://127.0.0.1:%d/svcd" % port})
     srv = make_server(be.overrides(timeouts={"shutdown": "5s"}))
     api = Api(srv.url(""))
     assert "starting DEGRADED" in srv.log_text()
@@ -425,7 +432,10 @@ def test_development_starts_degraded_and_resumes(ferretdb_factory, make_server, 
     _assert_degraded(api)
     assert (srv.pid, srv.worker_pids()) == pids, "a process was replaced while degraded"
     # the database comes up: svcd notices by itself (backoff <= max_backoff 1s)
-    ferretdb_factory(port=port)
+    if backend.name == "sqlite":
+        os.rmdir(blocker)
+    else:
+        ferretdb_factory(port=port)
     wait_for(lambda: _healthy_everywhere(api), scaled(20), interval=0.2,
              what="/api/health 200 after the database came up")
     event = api.create_event("resumed", seats=["A1", "A2"])
