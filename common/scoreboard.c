@@ -53,6 +53,7 @@ void scoreboard_retire(struct scoreboard *sb, int slot)
     for (int k = 0; k < SB_LAT_BUCKETS; k++)
         __atomic_add_fetch(&r->lat_bucket[k], s->lat_bucket[k], __ATOMIC_RELAXED);
     __atomic_add_fetch(&r->lat_sum_us, s->lat_sum_us, __ATOMIC_RELAXED);
+    for (int k = 0; k < 3; k++) __atomic_add_fetch(&r->jobs[k], s->jobs[k], __ATOMIC_RELAXED);
     scoreboard_release(sb, slot);
 }
 

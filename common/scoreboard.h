@@ -45,6 +45,7 @@ struct sb_slot {
     uint64_t status_class[6];            /* [1]=1xx .. [5]=5xx */
     uint64_t lat_bucket[SB_LAT_BUCKETS]; /* request latency histogram (non-cumulative) */
     uint64_t lat_sum_us;
+    uint64_t jobs[3]; /* booking jobs: [0] accepted (202, new), [1] succeeded, [2] failed */
 };
 
 struct scoreboard {

@@ -203,6 +203,7 @@ static void task_done(struct store_task *st)
         resp_header(req, "Location", "/api/seats/booking-status/%s", t->job.id);
         if (!t->created_new) resp_header(req, "Idempotent-Replayed", "true");
         resp_send(req, 202, CT_JSON);
+        if (t->created_new) __atomic_add_fetch(&req->w->self->jobs[0], 1, __ATOMIC_RELAXED);
         if (t->created_new && req->w->pool) store_pool_kick(req->w->pool);
         break;
     case OP_STATUS:
@@ -492,6 +493,8 @@ void booking_job_decided(struct worker_ctx *w, const struct store_job *job)
 {
     /* SPEC §5: the result is pushed to the user's Socket.IO connection, on whatever
      * worker or coordinator link it lives. */
+    __atomic_add_fetch(&w->self->jobs[job->status == STORE_JOB_FAILED ? 2 : 1], 1,
+                       __ATOMIC_RELAXED);
     struct buf b;
     buf_init(&b);
     job_json(&b, job);

@@ -280,6 +280,26 @@ void handle_metrics(struct http_request *req)
                    pid > 0 && (state == SB_READY || state == SB_DRAINING) ? 1 : 0);
     }
 
+    uint64_t jobs[3] = {0};
+    for (int i = 0; i <= SB_SLOTS; i++) {
+        const struct sb_slot *s = i < SB_SLOTS ? &sb->slot[i] : &sb->retired;
+        if (i < SB_SLOTS && LOAD(s->role) != SB_WORKER) continue;
+        for (int k = 0; k < 3; k++) jobs[k] += LOAD(s->jobs[k]);
+    }
+    metric_head(b, "svcd_booking_jobs_total", "counter",
+                "Booking jobs accepted (202) and decided by this host's job processors.");
+    static const char *const job_ev[3] = {"accepted", "success", "failed"};
+    for (int k = 0; k < 3; k++)
+        buf_printf(b, "svcd_booking_jobs_total{event=\"%s\"} %llu\n", job_ev[k],
+                   (unsigned long long)jobs[k]);
+    struct db_state dbs;
+    store_pool_db_state(req->w->pool, &dbs);
+    metric_head(b, "svcd_database_up", "gauge",
+                "1 while the answering worker's last database check succeeded.");
+    buf_printf(b, "svcd_database_up{driver=\"%s\"} %d\n",
+               req->w->cfg->storage.driver == STORE_MONGODB ? "mongodb" : "sqlite",
+               dbs.configured && dbs.connected ? 1 : 0);
+
     handlers_preview_metrics(req->w, b); /* preview up/down, proxy counters (issue 4) */
 
     metric_head(b, "svcd_uptime_seconds", "gauge", "Seconds since the master started.");

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import RawHTTP, Server, Workdir, error_json, scaled
+from conftest import RawHTTP, Server, Workdir, error_json, scaled, wait_for
 from ferretdb_fixture import (BACKENDS, Api, backend, check_views_agree,  # noqa: F401
                               collect_final, ferretdb, make_backend, mint_jwt, token_for)
 
@@ -339,3 +339,40 @@ def test_wrong_methods_405(bsrv):
     assert "POST" in r.headers.get("Allow", "")
     r = requests.post(bsrv.api.base + "/api/seats/booking-status/abc", timeout=scaled(10))
     expect_error(r, 405)
+
+
+# ============================================================================ metrics
+def _job_metrics(url):
+    text = requests.get(url + "/metrics", timeout=scaled(10)).text
+    got = {}
+    for ln in text.splitlines():
+        if ln.startswith("svcd_booking_jobs_total{"):
+            ev = ln.split('event="', 1)[1].split('"', 1)[0]
+            got[ev] = int(ln.rsplit(" ", 1)[1])
+        elif ln.startswith("svcd_database_up{"):
+            got["db_up"] = int(ln.rsplit(" ", 1)[1])
+    return got
+
+
+def test_metrics_count_jobs_and_database_state(bsrv):
+    """/metrics (SPEC §4) counts booking jobs accepted and decided on every worker,
+    and says whether the database answers."""
+    before = _job_metrics(bsrv.api.base)
+    assert before["db_up"] == 1, before
+    ev = bsrv.api.create_event("metrics", seats=["M1", "M2", "M3"])
+    owners = {}
+    for user, seats in (("mia", ["M1"]), ("max", ["M1"]), ("moe", ["M2", "M3"])):
+        r = bsrv.api.book(user, ev, seats)
+        assert r.status_code == 202, r.text
+        owners[r.json()["jobId"]] = user
+    jobs = collect_final(bsrv.api, owners, scaled(30))
+    ok = sum(1 for j in jobs.values() if j["status"] == "success")
+    bad = sum(1 for j in jobs.values() if j["status"] == "failed")
+    assert (ok, bad) == (2, 1), jobs
+
+    def counted():
+        now = _job_metrics(bsrv.api.base)
+        return (now["accepted"] - before["accepted"] == 3
+                and now["success"] - before["success"] == 2
+                and now["failed"] - before["failed"] == 1)
+    wait_for(counted, scaled(10), interval=0.1, what="the job counters in /metrics")
