@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import requests
@@ -181,8 +182,10 @@ def test_tls11_is_refused(tls):
     ctx.verify_mode = ssl.CERT_NONE
     try:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # deprecated on purpose: it is what we refuse
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     except (ValueError, ssl.SSLError) as e:
         pytest.fail("this OpenSSL cannot even offer TLS 1.1 (%s): test cannot tell" % e)
     raw = socket.create_connection(("127.0.0.1", tls.wd.tls_port), timeout=scaled(10))
