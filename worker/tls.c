@@ -173,7 +173,8 @@ static void set_io(struct ev_loop *loop, ev_io *io, int fd, int events)
     ev_io_start(loop, io);
 }
 
-static void tc_free(struct tls_conn *t)
+/* Stop the watchers, free the TLS session, close both sockets. */
+static void tc_release(struct tls_conn *t)
 {
     struct worker_ctx *w = t->w;
     ev_io_stop(w->loop, &t->net_io);
@@ -182,6 +183,12 @@ static void tc_free(struct tls_conn *t)
     if (t->ssl) SSL_free(t->ssl);
     if (t->net_fd >= 0) close(t->net_fd);
     if (t->app_fd >= 0) close(t->app_fd);
+}
+
+static void tc_free(struct tls_conn *t)
+{
+    struct worker_ctx *w = t->w;
+    tc_release(t);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -450,12 +457,7 @@ void tls_close_all(struct worker_ctx *w)
 {
     while (w->tls_conns) {
         struct tls_conn *t = w->tls_conns;
-        ev_io_stop(w->loop, &t->net_io);
-        ev_io_stop(w->loop, &t->app_io);
-        ev_timer_stop(w->loop, &t->timer);
-        if (t->ssl) SSL_free(t->ssl);
-        if (t->net_fd >= 0) close(t->net_fd);
-        if (t->app_fd >= 0) close(t->app_fd);
+        tc_release(t);
         w->tls_conns = t->next;
         free(t);
     }

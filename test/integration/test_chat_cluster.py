@@ -5,6 +5,7 @@ else. Real socket.io-client peers on each: room messages reach members on the
 other host exactly once, a second login on the other host replaces the first,
 a booking's result reaches its user wherever the user is connected, and a
 database outage delays cross-host chat without breaking local chat."""
+import contextlib
 import time
 
 import pytest
@@ -30,9 +31,10 @@ def wait_cluster_up(s):
              what="the coordinator to join the MongoDB bus")
 
 
-@pytest.fixture
-def hosts(ferretdb):  # noqa: F811
-    uri = ferretdb.uri(fresh_db_name())
+@contextlib.contextmanager
+def two_hosts(uri):
+    """Two svcd "hosts" on one MongoDB URI, both on the bus; yields (hosts, driver)
+    where driver(host) gives a socket.io-client Driver on that host."""
     made, drivers = [], []
     try:
         for _ in range(2):
@@ -53,6 +55,12 @@ def hosts(ferretdb):  # noqa: F811
                 s.teardown()
             finally:
                 s.wd.cleanup()
+
+
+@pytest.fixture
+def hosts(ferretdb):  # noqa: F811
+    with two_hosts(ferretdb.uri(fresh_db_name())) as h:
+        yield h
 
 
 def messages_for(d, name, mid):
@@ -196,18 +204,11 @@ def test_random_connect_pairs_users_on_different_hosts(hosts):
 def test_random_connect_survives_the_leader_host_going_away(ferretdb):  # noqa: F811
     """The host that keeps the waiting queue stops (SIGTERM, all its clients go):
     the other takes over within the heart-beat TTL and matches its own users."""
-    uri = ferretdb.uri(fresh_db_name())
-    made, drivers = [], []
-    try:
-        for _ in range(2):
-            made.append(start_host(uri))
-        for s in made:
-            wait_cluster_up(s)
+    with two_hosts(ferretdb.uri(fresh_db_name())) as (made, driver):
         wait_one_leader(*made)
         leader = min(made, key=host_id)
         other = made[1] if leader is made[0] else made[0]
-        d = Driver(other.url(""))
-        drivers.append(d)
+        d = driver(other)
         assert d.connect("x", "xena")["ev"] == "connected"
         assert d.call("x", "random:join")["status"] == "waiting"
         assert leader.stop() == 0
@@ -218,28 +219,12 @@ def test_random_connect_survives_the_leader_host_going_away(ferretdb):  # noqa: 
         m = d.expect(lambda e: e.get("name") == "y" and e.get("event") == "random:matched",
                      15, "yuri matched by the new leader")
         assert m["args"][0]["partnerId"] == "xena"
-    finally:
-        for dr in drivers:
-            dr.close()
-        for s in made:
-            try:
-                s.teardown()
-            finally:
-                s.wd.cleanup()
 
 
 def test_database_outage_delays_cross_host_chat_but_not_local_chat(ferretdb_factory):  # noqa: F811
     fd = ferretdb_factory()
-    uri = fd.uri(fresh_db_name())
-    made, drivers = [], []
-    try:
-        for _ in range(2):
-            made.append(start_host(uri))
-        for s in made:
-            wait_cluster_up(s)
-        h1, h2 = made
-        d1, d2 = Driver(h1.url("")), Driver(h2.url(""))
-        drivers += [d1, d2]
+    with two_hosts(fd.uri(fresh_db_name())) as ((h1, h2), driver):
+        d1, d2 = driver(h1), driver(h2)
         assert d1.connect("a", "gina")["ev"] == "connected"
         assert d1.connect("b", "hank")["ev"] == "connected"
         assert d2.connect("c", "ivan")["ev"] == "connected"
@@ -270,11 +255,3 @@ def test_database_outage_delays_cross_host_chat_but_not_local_chat(ferretdb_fact
                       and e["args"][0].get("id") == mid, 10, "ivan (host 2) to get it")
             return True
         wait_for(delivered, scaled(30), interval=0.5, what="a message across hosts again")
-    finally:
-        for d in drivers:
-            d.close()
-        for s in made:
-            try:
-                s.teardown()
-            finally:
-                s.wd.cleanup()
