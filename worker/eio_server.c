@@ -235,8 +235,6 @@ static struct eio_session *sess_new(struct sio_ctx *ctx, enum eio_transport t,
     s->pending.ack_id = -1;
     s->tokens = 200;
     s->tokens_at = ev_now(ctx->w->loop);
-    const char *origin = http_request_header(req, "Origin");
-    if (origin) snprintf(s->origin, sizeof(s->origin), "%s", origin);
     ev_init(&s->ping, on_ping_timer);
     ev_init(&s->reap, on_reap);
     s->ping.data = s->reap.data = s;
@@ -504,6 +502,7 @@ static void ws_upgrade(struct sio_ctx *ctx, struct http_request *req, struct eio
     if (!e->ws) goto fail;
     buf_free(tk.in); /* copied: an idle WebSocket keeps no read buffer of http_conn's */
     buf_free(&head);
+    http_conn_compact(req); /* nor the parsed request head (only its access line) */
     e->s = s;
     if (fresh) {
         s->ws = e;
