@@ -37,6 +37,7 @@
 
 #define CT_EIO           "text/plain; charset=UTF-8"
 #define OUTQ_MAX         (16u * 1024 * 1024) /* polling backlog before the client is cut */
+#define OUTQ_KEEP        4096                /* a larger emptied backlog buffer is freed */
 #define DEFAULT_INTERVAL 25.0
 #define DEFAULT_TIMEOUT  20.0
 
@@ -271,7 +272,10 @@ static void flush_poll(struct eio_session *s)
     struct buf *b = resp_body(req);
     buf_reset(b);
     buf_append(b, s->outq.data, s->outq.len);
-    buf_reset(&s->outq);
+    if (s->outq.cap > OUTQ_KEEP)
+        buf_free(&s->outq); /* a burst does not stay with a polling session */
+    else
+        buf_reset(&s->outq);
     cors(req);
     resp_send(req, 200, CT_EIO);
     if (s->closing) sess_kill(s, 1000, "closed");
