@@ -37,6 +37,7 @@
 
 #define CT_EIO           "text/plain; charset=UTF-8"
 #define OUTQ_MAX         (16u * 1024 * 1024) /* polling backlog before the client is cut */
+#define OUTQ_KEEP        4096                /* a larger emptied backlog buffer is freed */
 #define DEFAULT_INTERVAL 25.0
 #define DEFAULT_TIMEOUT  20.0
 
@@ -235,8 +236,6 @@ static struct eio_session *sess_new(struct sio_ctx *ctx, enum eio_transport t,
     s->pending.ack_id = -1;
     s->tokens = 200;
     s->tokens_at = ev_now(ctx->w->loop);
-    const char *origin = http_request_header(req, "Origin");
-    if (origin) snprintf(s->origin, sizeof(s->origin), "%s", origin);
     ev_init(&s->ping, on_ping_timer);
     ev_init(&s->reap, on_reap);
     s->ping.data = s->reap.data = s;
@@ -273,7 +272,10 @@ static void flush_poll(struct eio_session *s)
     struct buf *b = resp_body(req);
     buf_reset(b);
     buf_append(b, s->outq.data, s->outq.len);
-    buf_reset(&s->outq);
+    if (s->outq.cap > OUTQ_KEEP)
+        buf_free(&s->outq); /* a burst does not stay with a polling session */
+    else
+        buf_reset(&s->outq);
     cors(req);
     resp_send(req, 200, CT_EIO);
     if (s->closing) sess_kill(s, 1000, "closed");
@@ -504,6 +506,7 @@ static void ws_upgrade(struct sio_ctx *ctx, struct http_request *req, struct eio
     if (!e->ws) goto fail;
     buf_free(tk.in); /* copied: an idle WebSocket keeps no read buffer of http_conn's */
     buf_free(&head);
+    http_conn_compact(req); /* nor the parsed request head (only its access line) */
     e->s = s;
     if (fresh) {
         s->ws = e;

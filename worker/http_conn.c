@@ -57,6 +57,7 @@
 #define LINGER_MS      1000
 #define DRAIN_GRACE_MS 300
 #define KEEP_BUF_CAP   (64 * 1024) /* larger per-request buffers are freed between requests */
+#define HDR_CAP_MIN    16 /* header slots allocated first; doubled up to HTTP_MAX_HEADERS */
 
 enum conn_state {
     CS_IDLE,
@@ -131,9 +132,35 @@ static void shrink(struct buf *b)
         buf_reset(b);
 }
 
+/* The header arrays: allocated with the first header, grown as headers come. */
+static int grow_headers(struct http_request *r)
+{
+    int cap = r->hcap ? r->hcap * 2 : HDR_CAP_MIN;
+    if (cap > HTTP_MAX_HEADERS) cap = HTTP_MAX_HEADERS;
+    struct http_hoff *o = realloc(r->hoff, (size_t)cap * sizeof(*o));
+    if (!o) return -1;
+    r->hoff = o;
+    struct http_header *h = realloc(r->headers, (size_t)cap * sizeof(*h));
+    if (!h) return -1;
+    r->headers = h;
+    r->hcap = cap;
+    return 0;
+}
+
+static void free_headers(struct http_request *r)
+{
+    free(r->headers);
+    free(r->hoff);
+    r->headers = NULL;
+    r->hoff = NULL;
+    r->hcap = 0;
+    r->nheaders = 0;
+}
+
 static void request_reset(struct http_conn *c)
 {
     struct http_request *r = &c->req;
+    if (r->hcap > HDR_CAP_MIN) free_headers(r); /* a rare large head keeps nothing big */
     shrink(&r->raw);
     shrink(&r->scratch);
     shrink(&r->body);
@@ -231,6 +258,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         buf_append(&r->raw, "", 1); /* terminate the url or the previous value */
         if (r->nheaders == HTTP_MAX_HEADERS)
             return reject_cb(c, 431, "more than %d request header fields", HTTP_MAX_HEADERS);
+        if (r->nheaders == r->hcap && grow_headers(r) < 0)
+            return reject_cb(c, 500, "out of memory");
         r->hoff[r->nheaders].name_off = (uint32_t)r->raw.len;
         r->hoff[r->nheaders].name_len = 0;
         r->hoff[r->nheaders].value_off = 0;
@@ -566,6 +595,7 @@ static void conn_response_done(struct http_conn *c)
         buf_free(&r->body);
         buf_free(&r->resp.headers);
         buf_free(&r->resp.body);
+        free_headers(r);
     }
 }
 
@@ -602,6 +632,7 @@ static void conn_free(struct http_conn *c)
     buf_free(&c->req.body);
     buf_free(&c->req.resp.headers);
     buf_free(&c->req.resp.body);
+    free_headers(&c->req);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -901,4 +932,64 @@ void http_conn_finish(struct http_request *req, int status, unsigned long long b
     if (status > 0) conn_log(c, status, bytes_out);
     c->state = CS_CLOSED;
     if (!c->in_run) conn_run(c);
+}
+
+void http_conn_compact(struct http_request *req)
+{
+    struct http_conn *c = req->conn;
+    if (c->state != CS_TAKEN) return;
+    /* What conn_log still reads: method (static), path, User-Agent. url and query
+     * are kept too, so every documented string stays valid. */
+    const char *ua = req->headers_done ? http_request_header(req, "User-Agent") : NULL;
+    struct buf keep;
+    buf_init(&keep);
+    if (buf_reserve(&keep, strlen(req->url) + strlen(req->path) + strlen(req->query) +
+                               (ua ? strlen(ua) + sizeof("User-Agent") : 0) + 3) < 0)
+        return; /* out of memory: nothing is freed, nothing breaks */
+    size_t path_at, query_at, name_at = 0, ua_at = 0;
+    buf_puts(&keep, req->url);
+    buf_append(&keep, "", 1);
+    path_at = keep.len;
+    buf_puts(&keep, req->path);
+    buf_append(&keep, "", 1);
+    query_at = keep.len;
+    buf_puts(&keep, req->query);
+    buf_append(&keep, "", 1);
+    if (ua) {
+        name_at = keep.len;
+        buf_puts(&keep, "User-Agent");
+        buf_append(&keep, "", 1);
+        ua_at = keep.len;
+        buf_puts(&keep, ua);
+    }
+    struct http_header *h = NULL;
+    if (ua && !(h = malloc(sizeof(*h)))) {
+        buf_free(&keep);
+        return;
+    }
+    free_headers(req);
+    buf_free(&req->raw);
+    req->raw = keep;
+    char *base = keep.data;
+    req->url = base;
+    req->path = base + path_at;
+    req->query = base + query_at;
+    if (h) {
+        h->name = base + name_at;
+        h->name_len = sizeof("User-Agent") - 1;
+        h->value = base + ua_at;
+        h->value_len = strlen(h->value);
+        req->headers = h; /* hcap stays 0: the next request's parser grows a fresh pair */
+        req->nheaders = 1;
+    }
+    req->nparams = 0; /* their values live in scratch */
+    buf_free(&req->scratch);
+    buf_free(&req->body);
+    buf_free(&req->resp.headers);
+    buf_free(&req->resp.body);
+    if (c->wpos >= c->wbuf.len) {
+        buf_free(&c->wbuf);
+        c->wpos = 0;
+    }
+    if (c->rbuf.len == 0) buf_free(&c->rbuf); /* the owner's `in` stays a valid, empty buf */
 }

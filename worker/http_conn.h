@@ -115,4 +115,11 @@ void http_conn_finish(struct http_request *req, int status, unsigned long long b
  * that answer when a request body was announced (its bytes may be half read). */
 void http_conn_return(struct http_request *req);
 
+/* For a long-lived owner (a WebSocket) that needs nothing more of the request than
+ * its access line: frees the header arrays, the request and response buffers and
+ * the connection's empty I/O buffers, keeping method, url, path, query and the
+ * User-Agent header (the only header left). Route params are dropped. Only while
+ * taken over; on out of memory it leaves everything as it was. */
+void http_conn_compact(struct http_request *req);
+
 #endif

@@ -54,7 +54,7 @@ struct http_request {
     const char *path;       /* path part of url, raw */
     const char *query;      /* query part without '?', "" when none */
     int http_major, http_minor;
-    struct http_header headers[HTTP_MAX_HEADERS];
+    struct http_header *headers; /* nheaders of them (allocated as parsed, <= HTTP_MAX_HEADERS) */
     int nheaders;
     int headers_done;
 
@@ -79,9 +79,10 @@ struct http_request {
     /* private to http_conn.c / router.c */
     struct buf raw;     /* url, header names and values, path, query, each NUL-terminated */
     struct buf scratch; /* route parameter values */
-    struct {
+    struct http_hoff {
         uint32_t name_off, name_len, value_off, value_len;
-    } hoff[HTTP_MAX_HEADERS];
+    } * hoff; /* where each header is in raw while the head is parsed */
+    int hcap; /* room in headers[] and hoff[] */
     uint32_t url_len;
     int hstate; /* which part the parser is appending to */
     int in_trailers;

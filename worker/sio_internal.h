@@ -35,7 +35,6 @@ struct eio_session {
     struct eio_ws *ws, *probe;
     ev_timer ping, reap;
     int awaiting_pong;
-    char origin[256]; /* echoed in CORS headers */
 
     /* Socket.IO, namespace "/" */
     int connected;
