@@ -242,16 +242,18 @@ def test_database_outage_delays_cross_host_chat_but_not_local_chat(ferretdb_fact
         assert requests.get(h1.url("/health"), timeout=5).status_code == 200
         # the database comes back: cross-host chat resumes without a restart
         fd.start()
-        wait_for(lambda: h1.log_text().count("chat events shared with the other hosts") >= 2
-                 and h2.log_text().count("chat events shared with the other hosts") >= 2,
-                 scaled(30), what="both coordinators back on the bus")
+        # both coordinators rejoin the bus by themselves (h1 logged the outage)
+        wait_for(lambda: h1.log_text().count("chat events shared with the other hosts") >= 2,
+                 scaled(45), what="host 1 back on the bus")
+        sent = []
 
         def delivered():
-            res = d1.call("a", "message", {"room": "ops", "text": "back"})
-            if not res.get("ok"):
-                return False
-            mid = res["id"]
-            d2.expect(lambda e: e.get("name") == "c" and e.get("event") == "message"
-                      and e["args"][0].get("id") == mid, 10, "ivan (host 2) to get it")
-            return True
-        wait_for(delivered, scaled(30), interval=0.5, what="a message across hosts again")
+            # one message per try (storing may still fail while the pool reconnects);
+            # any of them reaching ivan on host 2 proves cross-host chat is back
+            res = d1.call("a", "message", {"room": "ops", "text": "back"}, timeout=20)
+            if res.get("ok"):
+                sent.append(res["id"])
+            d2.drain(0.5)
+            return any(e.get("name") == "c" and e.get("event") == "message"
+                       and e["args"][0].get("id") in sent for e in d2.seen)
+        wait_for(delivered, scaled(60), interval=0.5, what="a message across hosts again")
