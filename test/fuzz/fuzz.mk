@@ -13,6 +13,8 @@
 #   fuzz_json_body    booking bodies (common/booking_input.c)
 #   fuzz_chat_fields  chat frame fields, the binary-attachment field and the
 #                     coordinator's chat_coord_frame() on a real loop
+#   fuzz_ws           the WebSocket input path of worker/ws.c (wslay glue, UTF-8,
+#                     message limit, close handshake) on a socketpair
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_RUNS    ?= -1
@@ -49,15 +51,20 @@ build/fuzz/fuzz_json_body: test/fuzz/fuzz_json_body.c common/booking_input.c com
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_json_body.c common/booking_input.c $(FUZZ_LIBS)
 
+build/fuzz/fuzz_ws: test/fuzz/fuzz_ws.c worker/ws.c worker/ws.h worker/http_request.c common/buf.c common/log.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_ws.c worker/ws.c worker/http_request.c \
+	  common/buf.c common/log.c -lev -lwslay $(shell pkg-config --libs openssl 2>/dev/null)
+
 build/fuzz/fuzz_chat_fields: $(FUZZ_CHAT_SRC) $(wildcard coordinator/*.h common/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_CHAT_SRC) -lev \
 	  $(shell pkg-config --libs jansson libmongoc-1.0 yaml-0.1 openssl 2>/dev/null)
 
 FUZZ_TARGETS += build/fuzz/fuzz_sio build/fuzz/fuzz_http build/fuzz/fuzz_json_body \
-                build/fuzz/fuzz_chat_fields
+                build/fuzz/fuzz_chat_fields build/fuzz/fuzz_ws
 
-.PHONY: fuzz-build fuzz-sio fuzz-http fuzz-json-body fuzz-chat-fields
+.PHONY: fuzz-build fuzz-sio fuzz-http fuzz-json-body fuzz-chat-fields fuzz-ws
 fuzz-build: $(FUZZ_TARGETS)
 
 fuzz-sio: build/fuzz/fuzz_sio
@@ -72,4 +79,7 @@ fuzz-json-body: build/fuzz/fuzz_json_body
 fuzz-chat-fields: build/fuzz/fuzz_chat_fields
 	$(call fuzz_run,fuzz_chat_fields,8192)
 
-fuzz: fuzz-sio fuzz-http fuzz-json-body fuzz-chat-fields
+fuzz-ws: build/fuzz/fuzz_ws
+	$(call fuzz_run,fuzz_ws,4096)
+
+fuzz: fuzz-sio fuzz-http fuzz-json-body fuzz-chat-fields fuzz-ws
