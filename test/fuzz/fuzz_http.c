@@ -29,7 +29,9 @@
  *   - every request a handler sees is sane: path starts with '/', header lengths
  *     agree with their NUL-terminated strings, body within limits.body;
  *   - split invariance: the same input written whole and written in pieces gives
- *     the same handler-visible requests and the same bytes out (Date aside);
+ *     the same handler-visible requests and the same bytes out (Date aside) —
+ *     except that a last request both malformed and over a limit may be refused
+ *     as 400 or as 413/431 depending on where a piece ends;
  *   - after the client's EOF the connection is freed (no connection leaks),
  *     and ASan/UBSan see no memory error or leak.
  */
