@@ -2,7 +2,9 @@
 #
 # `make` builds build/svcd and build/svc. `make asan` builds the same into
 # build-asan/ with AddressSanitizer + UndefinedBehaviorSanitizer. `make test`
-# installs what is missing, builds both, and runs every test against both.
+# installs what is missing, builds both, and runs every test against both
+# (after the unit tests, a bounded libFuzzer smoke run: 15 s per target).
+# `make fuzz` builds and runs every libFuzzer target for FUZZ_SECONDS (test/fuzz/fuzz.mk).
 
 VERSION   := 0.1.0
 CC        ?= gcc
@@ -72,6 +74,7 @@ integration: all
 test:
 	bash scripts/deps.sh --test
 	$(MAKE) all unit
+	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_RUNS=2000000
 	bash test/store/run.sh
 	$(MAKE) integration
 	$(MAKE) SAN=1 all unit
@@ -96,5 +99,5 @@ clean:
 
 -include $(SVCD_OBJ:.o=.d) $(SVC_OBJ:.o=.d)
 include packaging/packaging.mk
--include test/fuzz/fuzz.mk
+include test/fuzz/fuzz.mk
 include test/fuzz/fuzz_common.mk

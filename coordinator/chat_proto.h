@@ -84,6 +84,30 @@ int chat_fields_split(const char *payload, size_t len, int want, struct chat_fie
 /* Append n fields, each given as two arguments (const char *, size_t length;
  * length (size_t)-1: strlen); every field but the last gets a NUL after it. */
 void chat_fields_build(struct buf *out, int n, ...);
+/*
+ * A relayed Socket.IO event with binary attachments travels as one field:
+ *   "B<n>,<len0>,...,<len n-1>;" + json + the n attachments back to back
+ * (n 1..CHAT_BINARY_MAX_PARTS, lengths in decimal digits only). JSON text never
+ * starts with 'B', so plain and binary payloads share the frame types.
+ */
+#define CHAT_BINARY_MAX_PARTS 16 /* = SIO_MAX_ATTACHMENTS */
+
+struct chat_binary {
+    const char *json;
+    size_t json_len;
+    int n;
+    const char *part[CHAT_BINARY_MAX_PARTS];
+    size_t part_len[CHAT_BINARY_MAX_PARTS];
+};
+
+/* Append the field for json + n attachments. */
+void chat_binary_build(struct buf *out, const char *json, size_t json_len, int n,
+                       const char *const *part, const size_t *part_len);
+/* Parse a field of `len` bytes (need not be NUL-terminated; nothing past `len` is
+ * read). Returns 1 with *out pointing into `f`, 0 when it is plain JSON (not
+ * starting with 'B'), -1 when it starts with 'B' but is malformed. */
+int chat_binary_parse(const char *f, size_t len, struct chat_binary *out);
+
 #define CF(s)     (const char *)(s), (size_t)-1
 #define CFN(s, n) (const char *)(s), (size_t)(n)
 

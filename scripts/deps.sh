@@ -41,7 +41,9 @@ if [ "${1:-}" = "--test" ]; then
   # Proxy/preview tests (issue 4): Node (Vite 7 needs >= 20.19), Debian's Chromium
   # for headless page checks, and the npm peers pinned in test/integration/package-lock.json
   # (ws, vite, playwright-core), installed with `npm ci` into test/integration/node_modules.
-  TEST_PKGS=(chromium)
+  # libFuzzer targets (test/fuzz, run by `make test` and `make fuzz`): Debian 12's
+  # clang 14 and its runtime libraries (libclang_rt.fuzzer, asan, ubsan).
+  TEST_PKGS=(chromium clang libclang-rt-14-dev)
   command -v node >/dev/null && command -v npm >/dev/null || TEST_PKGS+=(nodejs npm)
   tmissing=()
   for p in "${TEST_PKGS[@]}"; do

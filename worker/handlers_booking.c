@@ -12,6 +12,7 @@
 #include "sio.h"
 #include "store_pool.h"
 #include "worker_ctx.h"
+#include "../common/booking_input.h"
 #include "../common/jwt.h"
 #include "../common/log.h"
 
@@ -22,8 +23,6 @@
 #include <time.h>
 
 #define RETRY_AFTER_S 5
-#define MAX_ROWS      52
-#define MAX_COLS      200
 
 enum booking_op { OP_EVENT_CREATE, OP_EVENT_SEATS, OP_BOOK, OP_STATUS };
 
@@ -269,78 +268,10 @@ static int authenticate(struct http_request *req, char *user)
     return 0;
 }
 
-static json_t *parse_body(struct http_request *req)
+/* A rejected body or header (common/booking_input.c): the one error shape. */
+static void input_error(struct http_request *req, const struct booking_error *err)
 {
-    json_error_t jerr;
-    if (req->body.len == 0) {
-        resp_error(req, 400, "BAD_JSON", "request body is empty; send a JSON object");
-        return NULL;
-    }
-    json_t *doc = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc) {
-        resp_error(req, 400, "BAD_JSON", "invalid JSON at line %d column %d: %s", jerr.line,
-                   jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        resp_error(req, 400, "BAD_JSON", "the body must be a JSON object");
-        return NULL;
-    }
-    return doc;
-}
-
-static int valid_label(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= STORE_SEAT_LEN) return 0;
-    for (; *s; s++) {
-        char c = *s;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Copy a JSON array of seat labels into t->seats, answering 400 on any problem. */
-static int take_seats(struct http_request *req, json_t *arr, int max, struct booking_task *t)
-{
-    if (!json_is_array(arr)) {
-        resp_error(req, 400, "BAD_REQUEST", "`seats` must be an array of seat labels like \"A1\"");
-        return -1;
-    }
-    size_t n = json_array_size(arr);
-    if (n == 0) {
-        resp_error(req, 400, "BAD_REQUEST", "`seats` is empty; list at least one seat");
-        return -1;
-    }
-    if (n > (size_t)max) {
-        resp_error(req, 400, "BAD_REQUEST", "%zu seats requested; at most %d per request", n, max);
-        return -1;
-    }
-    t->seats = calloc(n, sizeof(char *));
-    if (!t->seats) {
-        resp_error(req, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *s = json_string_value(json_array_get(arr, i));
-        if (!s || !valid_label(s)) {
-            resp_error(req, 400, "BAD_REQUEST",
-                       "seat #%zu is not a valid label (1-31 of A-Z a-z 0-9 . _ -)", i + 1);
-            return -1;
-        }
-        for (int k = 0; k < t->nseats; k++)
-            if (strcmp(t->seats[k], s) == 0) {
-                resp_error(req, 400, "BAD_REQUEST", "seat %s is listed twice", s);
-                return -1;
-            }
-        t->seats[t->nseats] = strdup(s);
-        if (!t->seats[t->nseats]) return -1;
-        t->nseats++;
-    }
-    return 0;
+    resp_error(req, err->status, err->code, "%s", err->message);
 }
 
 static struct booking_task *new_task(enum booking_op op)
@@ -357,52 +288,21 @@ static struct booking_task *new_task(enum booking_op op)
 
 void handle_event_create(struct http_request *req)
 {
-    json_t *doc = parse_body(req);
-    if (!doc) return;
+    struct booking_event_input in;
+    struct booking_error err;
+    if (booking_parse_event(req->body.data, req->body.len, &in, &err) < 0) {
+        input_error(req, &err);
+        return;
+    }
     struct booking_task *t = new_task(OP_EVENT_CREATE);
     if (!t) {
-        json_decref(doc);
+        booking_seats_free(&in.seats);
         resp_error(req, 500, "INTERNAL", "out of memory");
         return;
     }
-    const char *name = json_string_value(json_object_get(doc, "name"));
-    json_t *seats = json_object_get(doc, "seats");
-    json_t *rows = json_object_get(doc, "rows"), *cols = json_object_get(doc, "cols");
-    int ok = 0;
-    if (!name || !*name || strlen(name) >= STORE_NAME_LEN) {
-        resp_error(req, 400, "BAD_REQUEST", "`name` must be a non-empty string (< 256 bytes)");
-    } else if (seats) {
-        ok = take_seats(req, seats, STORE_EVENT_MAX_SEATS, t) == 0;
-    } else if (json_is_integer(rows) && json_is_integer(cols)) {
-        json_int_t r = json_integer_value(rows), c = json_integer_value(cols);
-        if (r < 1 || r > MAX_ROWS || c < 1 || c > MAX_COLS || r * c > STORE_EVENT_MAX_SEATS) {
-            resp_error(req, 400, "BAD_REQUEST",
-                       "`rows` must be 1..%d and `cols` 1..%d (at most %d seats)", MAX_ROWS,
-                       MAX_COLS, STORE_EVENT_MAX_SEATS);
-        } else if ((t->seats = calloc((size_t)(r * c), sizeof(char *)))) {
-            ok = 1;
-            for (json_int_t i = 0; i < r && ok; i++)
-                for (json_int_t j = 0; j < c && ok; j++) {
-                    char label[32];
-                    if (i < 26)
-                        snprintf(label, sizeof(label), "%c%lld", (char)('A' + i), (long long)j + 1);
-                    else
-                        snprintf(label, sizeof(label), "A%c%lld", (char)('A' + i - 26),
-                                 (long long)j + 1);
-                    t->seats[t->nseats] = strdup(label);
-                    ok = t->seats[t->nseats++] != NULL;
-                }
-        }
-    } else {
-        resp_error(req, 400, "BAD_REQUEST",
-                   "give either `seats` (an array of labels) or integer `rows` and `cols`");
-    }
-    if (ok) snprintf(t->name, sizeof(t->name), "%s", name);
-    json_decref(doc);
-    if (!ok) {
-        task_free(t);
-        return;
-    }
+    snprintf(t->name, sizeof(t->name), "%s", in.name);
+    t->seats = in.seats.v;
+    t->nseats = in.seats.n;
     submit(req, t);
 }
 
@@ -443,35 +343,23 @@ void handle_book(struct http_request *req)
         return;
     }
     const char *key = http_request_header(req, "Idempotency-Key");
-    if (key) {
-        size_t n = strlen(key);
-        int ok = n > 0 && n < STORE_KEY_LEN;
-        for (size_t i = 0; ok && i < n; i++) ok = key[i] >= 0x21 && key[i] <= 0x7e;
-        if (!ok) {
-            task_free(t);
-            resp_error(req, 400, "BAD_REQUEST",
-                       "Idempotency-Key must be 1-255 printable ASCII characters");
-            return;
-        }
-        snprintf(t->idem, sizeof(t->idem), "%s", key);
-    }
-    json_t *doc = parse_body(req);
-    if (!doc) {
+    if (!booking_valid_idem_key(key)) {
         task_free(t);
+        resp_error(req, 400, "BAD_REQUEST",
+                   "Idempotency-Key must be 1-255 printable ASCII characters");
         return;
     }
-    const char *event = json_string_value(json_object_get(doc, "eventId"));
-    int ok = 0;
-    if (!event || !*event || strlen(event) >= STORE_ID_LEN)
-        resp_error(req, 400, "BAD_REQUEST", "`eventId` must be the id of an event");
-    else
-        ok = take_seats(req, json_object_get(doc, "seats"), STORE_JOB_MAX_SEATS, t) == 0;
-    if (ok) snprintf(t->id, sizeof(t->id), "%s", event);
-    json_decref(doc);
-    if (!ok) {
+    if (key) snprintf(t->idem, sizeof(t->idem), "%s", key);
+    struct booking_book_input in;
+    struct booking_error err;
+    if (booking_parse_book(req->body.data, req->body.len, &in, &err) < 0) {
         task_free(t);
+        input_error(req, &err);
         return;
     }
+    snprintf(t->id, sizeof(t->id), "%s", in.event_id);
+    t->seats = in.seats.v;
+    t->nseats = in.seats.n;
     submit(req, t);
 }
 

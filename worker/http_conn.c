@@ -252,9 +252,15 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     struct http_request *r = &c->req;
-    if (count_header_bytes(c, len + 4)) return -1; /* ": " and CRLF */
-    if (r->in_trailers) return 0;                  /* trailers are counted, not kept */
-    if (r->hstate != HS_FIELD) {
+    /* ": " and CRLF count once per field, however many pieces its name came in
+     * (the limit must not depend on how the client's bytes were cut) */
+    int new_field = r->hstate != HS_FIELD;
+    if (count_header_bytes(c, len + (new_field ? 4 : 0))) return -1;
+    if (r->in_trailers) { /* trailers are counted, not kept */
+        r->hstate = HS_FIELD;
+        return 0;
+    }
+    if (new_field) {
         buf_append(&r->raw, "", 1); /* terminate the url or the previous value */
         if (r->nheaders == HTTP_MAX_HEADERS)
             return reject_cb(c, 431, "more than %d request header fields", HTTP_MAX_HEADERS);
@@ -277,7 +283,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     struct http_conn *c = p->data;
     struct http_request *r = &c->req;
     if (count_header_bytes(c, len)) return -1;
-    if (r->in_trailers) return 0;
+    if (r->in_trailers) {
+        r->hstate = HS_VALUE;
+        return 0;
+    }
     if (r->hstate != HS_VALUE) {
         buf_append(&r->raw, "", 1); /* terminate the name */
         r->hoff[r->nheaders - 1].value_off = (uint32_t)r->raw.len;
@@ -355,6 +364,7 @@ static int on_headers_complete(http_parser *p)
     if (finish_head(c, p)) return -1;
     r->headers_done = 1;
     r->in_trailers = 1;
+    r->hstate = HS_VALUE; /* the first trailer field, if any, starts a new field */
     r->method = p->method;
     r->method_str = http_method_str((enum http_method)p->method);
     r->http_major = p->http_major;
@@ -879,7 +889,12 @@ int http_conn_takeover(struct http_request *req, const struct http_takeover_ops 
                        struct http_takeover *out)
 {
     struct http_conn *c = req->conn;
-    if (c->state != CS_HANDLING || req->resp.sent || c->wpos < c->wbuf.len) return -1;
+    if (c->state != CS_HANDLING || req->resp.sent) return -1;
+    /* A "100 Continue" queued at the end of the head may still be unsent when the
+     * body came in the same read: write it now (a few bytes on an idle socket), so
+     * whether a takeover works does not depend on how the client's bytes were cut. */
+    if (c->wpos < c->wbuf.len && conn_flush(c) < 0) return -1;
+    if (c->wpos < c->wbuf.len) return -1;
     /* Keep only the unparsed bytes, at the front of the buffer the owner gets. */
     if (c->rpos > 0) {
         buf_consume(&c->rbuf, c->rpos);

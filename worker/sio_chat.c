@@ -145,51 +145,33 @@ static void emit_binary(struct eio_session *s, const char *event, const char *js
     buf_free(&b);
 }
 
-/* A relayed event with attachments travels between workers as one field:
- * "B<n>,<len0>,...,<len n-1>;" + json + the attachments back to back. JSON text
- * never starts with 'B', so plain and binary payloads share the frame types. */
+/* A relayed event with attachments travels between workers as one field
+ * (chat_binary_build, coordinator/chat_proto.h). */
+_Static_assert(CHAT_BINARY_MAX_PARTS == SIO_MAX_ATTACHMENTS, "one bound for both");
+
 static void binary_field(struct buf *out, const char *json, json_t *const *parts, int n)
 {
-    buf_printf(out, "B%d", n);
-    for (int i = 0; i < n; i++) buf_printf(out, ",%zu", json_string_length(parts[i]));
-    buf_append(out, ";", 1);
-    buf_puts(out, json);
-    for (int i = 0; i < n; i++)
-        buf_append(out, json_string_value(parts[i]), json_string_length(parts[i]));
+    const char *p[SIO_MAX_ATTACHMENTS];
+    size_t l[SIO_MAX_ATTACHMENTS];
+    for (int i = 0; i < n; i++) {
+        p[i] = json_string_value(parts[i]);
+        l[i] = json_string_length(parts[i]);
+    }
+    chat_binary_build(out, json, strlen(json), n, p, l);
 }
 
-/* Emit `event` with a payload from binary_field() (or plain JSON). */
+/* Emit `event` with a payload from binary_field() (or plain JSON). The field is
+ * the frame's last: not NUL-terminated, so it is parsed within its length only. */
 static void emit_field(struct eio_session *s, const char *event, const char *f, size_t len)
 {
-    if (len == 0 || f[0] != 'B') {
+    struct chat_binary cb;
+    int rc = chat_binary_parse(f, len, &cb);
+    if (rc == 0) {
         emit_raw(s, event, f, len);
         return;
     }
-    const char *p = f + 1, *end = f + len;
-    char *e;
-    long n = strtol(p, &e, 10);
-    if (e == p || n < 1 || n > SIO_MAX_ATTACHMENTS) return;
-    p = e;
-    size_t plen[SIO_MAX_ATTACHMENTS], total = 0;
-    for (long i = 0; i < n; i++) {
-        if (p >= end || *p != ',') return;
-        unsigned long long l = strtoull(p + 1, &e, 10);
-        if (e == p + 1 || l > len) return;
-        plen[i] = (size_t)l;
-        total += plen[i];
-        p = e;
-    }
-    if (p >= end || *p != ';') return;
-    p++;
-    if (total > (size_t)(end - p)) return;
-    size_t jlen = (size_t)(end - p) - total;
-    const char *parts[SIO_MAX_ATTACHMENTS];
-    const char *q = p + jlen;
-    for (long i = 0; i < n; i++) {
-        parts[i] = q;
-        q += plen[i];
-    }
-    emit_binary(s, event, p, jlen, parts, plen, (int)n);
+    if (rc < 0) return;
+    emit_binary(s, event, cb.json, cb.json_len, cb.part, cb.part_len, cb.n);
 }
 
 static void ack(struct eio_session *s, int64_t id, json_t *arg)

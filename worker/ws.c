@@ -216,6 +216,14 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         ws->h->on_message(ws->ud, binary, a->msg, a->msg_length);
     } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
         ws->code = a->status_code ? a->status_code : WSLAY_CODE_NO_STATUS_RCVD;
+        /* The close reason is UTF-8 too (RFC 6455 5.5.1). wslay checks it only
+         * when the frame came in one read; in pieces it has queued a reply echoing
+         * it as is. An invalid one fails the connection (8.1): dropped without
+         * that echo. Found by test/fuzz/fuzz_ws.c. */
+        if (a->msg_length > 2 && !ws_utf8_valid(a->msg + 2, a->msg_length - 2)) {
+            ws->code = WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA;
+            ws->failed = 1;
+        }
     }
 }
 

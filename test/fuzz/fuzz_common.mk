@@ -1,7 +1,6 @@
 # test/fuzz/fuzz_common.mk — libFuzzer targets for the configuration loader and the
-# JWT verifier (bearer tokens and their JSON). Same conventions as fuzz.mk.
-FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 30
+# JWT verifier (bearer tokens and their JSON). Same conventions (and fuzz_run) as
+# fuzz.mk, which is included first.
 FUZZ_COMMON_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                       -fno-omit-frame-pointer
 FUZZ_COMMON_LIBS   := $(shell pkg-config --libs yaml-0.1 openssl jansson 2>/dev/null)
@@ -18,12 +17,9 @@ FUZZ_TARGETS += build/fuzz/fuzz_config build/fuzz/fuzz_jwt
 
 .PHONY: fuzz-config fuzz-jwt
 fuzz-config: build/fuzz/fuzz_config
-	@mkdir -p build/fuzz/corpus/fuzz_config
-	build/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  build/fuzz/corpus/fuzz_config etc
+	$(call fuzz_run,fuzz_config,4096,etc)
 
 fuzz-jwt: build/fuzz/fuzz_jwt
-	@mkdir -p build/fuzz/corpus/fuzz_jwt
-	build/fuzz/fuzz_jwt -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus/fuzz_jwt
+	$(call fuzz_run,fuzz_jwt,2048)
 
 fuzz: fuzz-config fuzz-jwt

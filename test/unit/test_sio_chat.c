@@ -95,12 +95,57 @@ static void test_fields(void **state)
     buf_free(&b);
 }
 
+/* The binary-attachment field of a relayed event: built and parsed back, and every
+ * malformed shape refused without reading past the field (it is a frame's last,
+ * not NUL-terminated: the bytes after it are deliberately digits here). */
+static void test_binary_field(void **state)
+{
+    (void)state;
+    const char *parts[2] = {"abc", "\0\1"};
+    size_t plen[2] = {3, 2};
+    struct buf b;
+    buf_init(&b);
+    chat_binary_build(&b, "[\"x\"]", 5, 2, parts, plen);
+    assert_int_equal(b.len, strlen("B2,3,2;") + 5 + 5);
+    assert_memory_equal(b.data, "B2,3,2;[\"x\"]abc\0\1", b.len);
+    struct chat_binary cb;
+    assert_int_equal(chat_binary_parse(b.data, b.len, &cb), 1);
+    assert_int_equal(cb.n, 2);
+    assert_int_equal(cb.json_len, 5);
+    assert_memory_equal(cb.json, "[\"x\"]", 5);
+    assert_int_equal(cb.part_len[0], 3);
+    assert_memory_equal(cb.part[0], "abc", 3);
+    assert_int_equal(cb.part_len[1], 2);
+    assert_ptr_equal(cb.part[1], b.data + b.len - 2);
+    buf_free(&b);
+
+    assert_int_equal(chat_binary_parse("{\"a\":1}", 7, &cb), 0); /* plain JSON */
+    assert_int_equal(chat_binary_parse("", 0, &cb), 0);
+    /* regression: "B1" then digits beyond the field's end. strtol() used to read
+     * them; the field must be judged on its own 2 bytes. */
+    assert_int_equal(chat_binary_parse("B1,5;xxxxx", 2, &cb), -1);
+    assert_int_equal(chat_binary_parse("B12345", 2, &cb), -1);
+    assert_int_equal(chat_binary_parse("B1,3;ab", 6, &cb), -1); /* ",3" then ';' cut */
+    static const char *const bad[] = {
+        "B",     "B0;",     "B17,1;x", "B1;",       "B1,;",
+        "B1,x;", "B1, 1;a", "B1,+1;a", "B1,-1;a",   "B-1,1;a",
+        "B1,1",  "B1,5;ab", "B2,1;ab", "B1,1,1;ab", "B1,99999999999999999999;x",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(chat_binary_parse(bad[i], strlen(bad[i]), &cb), -1);
+    /* zero-length attachments and an empty JSON part are well-formed */
+    assert_int_equal(chat_binary_parse("B1,0;", 5, &cb), 1);
+    assert_int_equal(cb.json_len, 0);
+    assert_int_equal(cb.part_len[0], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_basic),
         cmocka_unit_test(test_map_many_and_iterate),
         cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_binary_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
