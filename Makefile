@@ -53,7 +53,7 @@ $(B)/svc: $(SVC_OBJ)
 # Unit tests link the pure common/ modules (never a main()) with cmocka.
 $(B)/unit/%: test/unit/%.c $(filter-out $(B)/obj/common/main%.o,$(COMMON_SRC:%.c=$(B)/obj/%.o))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 asan:
 	$(MAKE) SAN=1 all
@@ -73,6 +73,7 @@ integration: all
 # The whole suite: unit + integration on the normal build, then on the ASan+UBSan build.
 test:
 	bash scripts/deps.sh --test
+	$(MAKE) format-check
 	$(MAKE) all unit
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_RUNS=2000000
 	bash test/store/run.sh
@@ -97,7 +98,7 @@ format-check:
 clean:
 	rm -rf build build-asan
 
--include $(SVCD_OBJ:.o=.d) $(SVC_OBJ:.o=.d)
+-include $(SVCD_OBJ:.o=.d) $(SVC_OBJ:.o=.d) $(UNIT_BIN:=.d)
 include packaging/packaging.mk
 include test/fuzz/fuzz.mk
 include test/fuzz/fuzz_common.mk
