@@ -22,7 +22,7 @@
  * (another process holding a write transaction open) is STORE_UNAVAILABLE.
  * Transactions are short: each holds the lock for a few index lookups and row
  * writes, never for work outside the database, and never for a checkpoint (the WAL
- * is checkpointed after COMMIT, outside the write lock).
+ * is checkpointed by a thread of its own, see checkpoint_thread).
  *
  * Double booking. A seat is one row of `seats` (primary key event_id+seat) with one
  * `job_id` column: a seat cannot hold two bookings by construction. A job books its
@@ -61,8 +61,11 @@
 
 #define POOL_MAX_IDLE   16
 #define BUSY_TIMEOUT_MS 5000
-/* Checkpoint the WAL once it holds this many pages (SQLite's own default). */
-#define CHECKPOINT_PAGES 1000
+/* Checkpoints: see checkpoint_thread. */
+#define CHECKPOINT_PAGES         1000 /* wake the thread at this WAL size (SQLite's default) */
+#define CHECKPOINT_RESTART_PAGES 4000 /* WAL size that makes it start the WAL over */
+#define CHECKPOINT_RESTART_MS    50   /* how long it waits for the lock to do that */
+#define CHECKPOINT_PAUSE_MS      20   /* at least this long between two of its rounds */
 
 /* One writer waiting for the handle's write lock (lives on its stack). */
 struct wwait {
@@ -83,7 +86,10 @@ struct sqlite_store {
     pthread_condattr_t wattr;
     bool wheld;
     struct wwait *whead, *wtail;
-    bool checkpointing; /* guarded by mu: one checkpoint at a time per handle */
+    /* the checkpoint thread, guarded by mu */
+    pthread_t ck_thread;
+    pthread_cond_t ck_cv;
+    bool ck_started, ck_want, ck_stop;
 };
 
 static const char SCHEMA[] =
@@ -381,18 +387,66 @@ static bool call_begin(struct call *c, struct sqlite_store *ss, struct store_err
     return c->rc == STORE_OK;
 }
 
-/* PASSIVE: copies what it can without waiting for (or blocking) anyone. */
-static void checkpoint(struct sqlite_store *ss, sqlite3 *db)
+/*
+ * The checkpoint thread (one per handle, started when the WAL first needs one)
+ * copies the WAL back into the database so that no request pays for it; SQLite's
+ * own auto-checkpoint would run inside the COMMIT of whichever call crossed the
+ * threshold, adding 10-300 ms of copying and fsync to that request (the wal_hook
+ * replaces it). A PASSIVE checkpoint neither waits for nor blocks anyone, but under
+ * steady writes it never catches up with the end of the WAL, so the WAL is never
+ * started over and grows without bound (~100 MB/s at full booking load). So when it
+ * still holds CHECKPOINT_RESTART_PAGES after a passive round, the thread takes the
+ * write lock (the handle's, then SQLite's, for at most CHECKPOINT_RESTART_MS) and
+ * runs a RESTART checkpoint: it copies only the few frames written since the passive
+ * round, and the next writer starts the WAL from its beginning. Writers wait for it
+ * a few ms, every few hundred ms at most.
+ */
+static void *checkpoint_thread(void *arg)
+{
+    struct sqlite_store *ss = arg;
+    pthread_mutex_lock(&ss->mu);
+    for (;;) {
+        while (!ss->ck_want && !ss->ck_stop) pthread_cond_wait(&ss->ck_cv, &ss->mu);
+        if (ss->ck_stop) break;
+        ss->ck_want = false;
+        pthread_mutex_unlock(&ss->mu);
+        tl_deadline_us = mono_us() + (int64_t)BUSY_TIMEOUT_MS * 1000;
+        sqlite3 *db = NULL;
+        struct store_err err;
+        if (acquire(ss, &db, &err) == STORE_OK) {
+            int log = 0;
+            int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
+            if (rc == SQLITE_OK && log >= CHECKPOINT_RESTART_PAGES) {
+                tl_deadline_us = mono_us() + (int64_t)CHECKPOINT_RESTART_MS * 1000;
+                if (writer_lock(ss)) {
+                    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+                    writer_unlock(ss);
+                }
+            }
+            release(ss, db, false);
+        }
+        struct timespec pause = {0, CHECKPOINT_PAUSE_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&ss->mu);
+    }
+    pthread_mutex_unlock(&ss->mu);
+    return NULL;
+}
+
+/* Our commit left the WAL at CHECKPOINT_PAGES or more: wake the checkpoint thread
+ * (started on first need; if it cannot start, checkpoint here as SQLite would). */
+static void want_checkpoint(struct sqlite_store *ss, sqlite3 *db)
 {
     pthread_mutex_lock(&ss->mu);
-    bool mine = !ss->checkpointing;
-    ss->checkpointing = true;
+    if (!ss->ck_started && !ss->ck_stop)
+        ss->ck_started = pthread_create(&ss->ck_thread, NULL, checkpoint_thread, ss) == 0;
+    bool threaded = ss->ck_started;
+    if (threaded) {
+        ss->ck_want = true;
+        pthread_cond_signal(&ss->ck_cv);
+    }
     pthread_mutex_unlock(&ss->mu);
-    if (!mine) return;
-    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    pthread_mutex_lock(&ss->mu);
-    ss->checkpointing = false;
-    pthread_mutex_unlock(&ss->mu);
+    if (!threaded) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 static enum store_rc call_end(struct call *c)
@@ -401,7 +455,7 @@ static enum store_rc call_end(struct call *c)
     if (c->wlocked) writer_unlock(c->ss);
     c->wlocked = false;
     if (c->db && tl_wal_pages >= CHECKPOINT_PAGES && c->rc != STORE_UNAVAILABLE)
-        checkpoint(c->ss, c->db);
+        want_checkpoint(c->ss, c->db);
     tl_wal_pages = 0;
     release(c->ss, c->db, c->rc == STORE_UNAVAILABLE);
     return c->rc;
@@ -554,6 +608,13 @@ static bool load_job(struct call *c, const char *id, struct store_job *job)
 static void sq_close(struct store *s)
 {
     struct sqlite_store *ss = (struct sqlite_store *)s;
+    pthread_mutex_lock(&ss->mu);
+    ss->ck_stop = true;
+    bool join = ss->ck_started;
+    pthread_cond_signal(&ss->ck_cv);
+    pthread_mutex_unlock(&ss->mu);
+    if (join) pthread_join(ss->ck_thread, NULL);
+    pthread_cond_destroy(&ss->ck_cv);
     for (int i = 0; i < ss->nidle; i++) sqlite3_close(ss->idle[i]);
     pthread_mutex_destroy(&ss->mu);
     pthread_mutex_destroy(&ss->wmu);
@@ -1091,6 +1152,7 @@ struct store *store_sqlite_open(const struct svcd_config *cfg, unsigned flags,
     pthread_mutex_init(&ss->wmu, NULL);
     pthread_condattr_init(&ss->wattr);
     pthread_condattr_setclock(&ss->wattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&ss->ck_cv, NULL);
     /* Open one connection now: creates the file and schema, and proves it works. */
     tl_deadline_us = mono_us() + (int64_t)BUSY_TIMEOUT_MS * 1000;
     sqlite3 *db = NULL;
