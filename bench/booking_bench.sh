@@ -11,7 +11,8 @@
 # FerretDB (default 1500) so its slower queue drains in the bound.
 #
 # svcd runs its production defaults (access log line per request to a file, SQLite
-# synchronous=FULL); the anchor logs nothing.
+# WAL with synchronous=NORMAL: durable against kill -9, not power loss — see
+# store/store_sqlite.c); the anchor logs nothing.
 #
 # Usage: bench/booking_bench.sh          (DURATION=4 DRAIN=30 for a quick look)
 set -euo pipefail

@@ -11,6 +11,7 @@ view and the seat map agree exactly.
 import concurrent.futures
 import datetime
 import os
+import random
 import signal
 import socket
 import time
@@ -18,8 +19,8 @@ import time
 import pytest
 import requests
 
-from conftest import (JWT_SECRET, error_json, free_port, pid_alive, pids_with_arg, scaled,
-                      wait_for)
+from conftest import (JWT_SECRET, base_env, error_json, free_port, pid_alive, pids_with_arg,
+                      scaled, wait_for)
 from ferretdb_fixture import (Api, Backend, BookingLoad, backend,  # noqa: F401
                               check_views_agree, collect_final, ferretdb, ferretdb_factory,
                               job_attempts)
@@ -32,6 +33,15 @@ def load_pause(backend):
     """Pace the load near what the backend decides per second, so the queue stays
     short (FerretDB decides ~20 jobs/s here, SQLite hundreds)."""
     return scaled(0.2) if backend.name == "mongodb" else 0.02
+
+
+def lease_window_env(backend):
+    """SQLite decides a job within a millisecond of leasing it, too short a window to
+    freeze a worker in: the test fault makes each job take 10 ms in the database
+    (still far more jobs/s than the load books) so a lease is there to be caught."""
+    if backend.name != "sqlite":
+        return None
+    return base_env(SVCD_STORE_FAULT="slow-complete", SVCD_STORE_FAULT_MS="10")
 
 
 def final_deadline():
@@ -94,8 +104,10 @@ def freeze(pid, timeout=2.0):
 
 def catch_lease_holder(srv, api, load, backend, tries=30):
     """Find a worker while it holds a job lease and freeze it there (SIGSTOP).
-    SQLite: watch the jobs table (read-only) until it names worker W as the lease
-    owner of a job being processed, freeze W, check the row still says so.
+    SQLite: sample — freeze W, read the jobs table (read-only): does it name W as the
+    lease owner of a job being processed? If not, let W go on and try again a few ms
+    later (watching first and freezing on a sighting races the processor: a job
+    stays leased only as long as the database takes to run it, see lease_window_env).
     MongoDB: watch the oldest undecided jobs (leased oldest first) until one is
     `processing`, freeze W, check it is still `processing` 0.3 s later while the other
     worker keeps going. A freeze lasts < 2 s (the heart-beat watchdog is 10 s).
@@ -108,24 +120,27 @@ def catch_lease_holder(srv, api, load, backend, tries=30):
         victim = workers[attempt % 2]
         end = time.monotonic() + 2
         seen = set()
+        if backend.name == "sqlite":
+            while time.monotonic() < end:
+                freeze(victim)
+                held = sqlite_leases(dbpath, victim)
+                if held:
+                    return victim, held, attempt + 1
+                os.kill(victim, signal.SIGCONT)
+                time.sleep(random.uniform(0.005, 0.03))
+            continue
         while not seen and time.monotonic() < end:
-            if backend.name == "sqlite":
-                seen = sqlite_leases(dbpath, victim)
-            else:
-                with load.lock:
-                    order = sorted(load.accepted, key=load.accepted_at.get)
-                    cand = [(j, load.accepted[j]) for j in order if j not in final][:4]
-                st = statuses(api, dict(cand))
-                final.update(j for j, v in st.items() if v in ("success", "failed"))
-                seen = {j: u for j, u in cand if st.get(j) == "processing"}
+            with load.lock:
+                order = sorted(load.accepted, key=load.accepted_at.get)
+                cand = [(j, load.accepted[j]) for j in order if j not in final][:4]
+            st = statuses(api, dict(cand))
+            final.update(j for j, v in st.items() if v in ("success", "failed"))
+            seen = {j: u for j, u in cand if st.get(j) == "processing"}
         if not seen:
             continue
         freeze(victim)
-        if backend.name == "sqlite":
-            held = sqlite_leases(dbpath, victim)
-        else:
-            time.sleep(0.3)
-            held = {j for j, v in statuses(api, seen).items() if v == "processing"}
+        time.sleep(0.3)
+        held = {j for j, v in statuses(api, seen).items() if v == "processing"}
         if held:
             return victim, held, attempt + 1
         try:
@@ -177,7 +192,7 @@ def test_kill_worker_running_jobs(request, make_server, backend):
     """Freeze a worker while it holds a job lease (SIGSTOP, lease confirmed), then
     kill -9 it: the master replaces it, its job is decided (leased again after the
     lease expires), bookings go on; nothing lost, nothing double-booked."""
-    srv = make_server(backend.overrides(workers=2))
+    srv = make_server(backend.overrides(workers=2), env=lease_window_env(backend))
     api = Api(srv.url(""))
     event = api.create_event("kill-worker", rows=6, cols=10)
     load = BookingLoad(api, event, seats_of(6, 10), threads=4, max_requests=3000,
@@ -224,7 +239,7 @@ def test_kill_whole_server_then_restart(request, make_server, backend):
     """kill -9 of the master and every child mid-run, then start svcd again on the
     same config: the stale pidfile is detected and every accepted job is decided."""
     overrides = backend.overrides(workers=2)
-    srv = make_server(overrides)
+    srv = make_server(overrides, env=lease_window_env(backend))
     api = Api(srv.url(""))
     event = api.create_event("kill-all", rows=6, cols=10)
     load = BookingLoad(api, event, seats_of(6, 10), threads=4, max_requests=3000,
