@@ -35,7 +35,8 @@ FUZZ_HTTP_SRC := test/fuzz/fuzz_http.c worker/http_conn.c worker/response.c work
                  common/log.c common/scoreboard.c
 FUZZ_CHAT_SRC := test/fuzz/fuzz_chat_fields.c coordinator/chat_coord.c coordinator/chat_map.c \
                  coordinator/chat_proto.c coordinator/chat_queue.c coordinator/cluster_bus.c \
-                 common/ipc.c common/buf.c common/log.c common/config.c common/units.c
+                 common/ipc.c common/buf.c common/log.c common/config.c common/units.c \
+                 common/scoreboard.c
 
 build/fuzz/fuzz_sio: test/fuzz/fuzz_sio.c common/sio_packet.c common/buf.c common/sio_packet.h
 	@mkdir -p $(dir $@)
