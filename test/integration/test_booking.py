@@ -21,6 +21,33 @@ from ferretdb_fixture import (BACKENDS, Api, backend, check_views_agree,  # noqa
 
 
 # ============================================================================ 1. concurrency
+def assert_mongo_agrees(uri, event, jobs, owner):
+    """The database's own view, read with pymongo (a third client, not svcd's API):
+    every seat of the event has at most one claim, every claim belongs to a job
+    that succeeded, and those are exactly the seats the API says are booked."""
+    import pymongo
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        db = client.get_default_database()
+        claims = list(db.claims.find({"eventId": event}))
+        by_seat = {}
+        for c in claims:
+            by_seat.setdefault(c["seat"], []).append(c["jobId"])
+        stored = {d["_id"]: d for d in db.jobs.find({"_id": {"$in": list(jobs)}})}
+    finally:
+        client.close()
+    assert len(stored) == len(jobs), "jobs missing from the database"
+    live = {}
+    for seat, jids in by_seat.items():
+        ok = [j for j in jids if jobs.get(j, {}).get("status") == "success"]
+        assert len(ok) <= 1, "seat %s claimed by %d succeeded jobs: %s" % (seat, len(ok), ok)
+        if ok:
+            live[seat] = ok[0]
+    assert set(live) == set(owner), (sorted(live), sorted(owner))
+    for seat, jid in live.items():
+        assert jobs[jid]["status"] == "success" and seat in jobs[jid]["seats"]
+
+
 def test_concurrent_overlapping_bookings(make_server, backend):
     """200 clients at once (one thread each, released together by a barrier) book
     1-4 overlapping seats of a 40-seat event on svcd with 2 workers."""
@@ -69,6 +96,8 @@ def test_concurrent_overlapping_bookings(make_server, backend):
         assert j["seats"] == accepted[jid][1]["seats"], "job seats changed: %s" % jid
     owner = check_views_agree(jobs, api.seat_map(event))
     assert owner, "no booking succeeded"
+    if backend.name == "mongodb":
+        assert_mongo_agrees(backend.storage["uri"], event, jobs, owner)
     # the seat map reads the same through either worker (fresh connections)
     maps = {json.dumps(sorted(api.seat_map(event).items())) for _ in range(6)}
     assert len(maps) == 1
