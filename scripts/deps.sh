@@ -43,7 +43,7 @@ if [ "${1:-}" = "--test" ]; then
   # (ws, vite, playwright-core), installed with `npm ci` into test/integration/node_modules.
   # libFuzzer targets (test/fuzz, run by `make test` and `make fuzz`): Debian 12's
   # clang 14 and its runtime libraries (libclang_rt.fuzzer, asan, ubsan).
-  TEST_PKGS=(chromium clang libclang-rt-14-dev)
+  TEST_PKGS=(chromium clang libclang-rt-14-dev wrk)
   command -v node >/dev/null && command -v npm >/dev/null || TEST_PKGS+=(nodejs npm)
   tmissing=()
   for p in "${TEST_PKGS[@]}"; do

@@ -33,11 +33,14 @@
 #include "sio.h"
 #include "tls.h"
 
-#define ACCEPT_BATCH   64  /* accepts per wakeup: fairness between workers and conns */
-#define ACCEPT_RETRY_S 0.1 /* after EMFILE/ENFILE: let connections close first */
-#define HEARTBEAT_S    1.0
-#define STORE_THREADS  2 /* storage request threads per worker (plus the job processor) */
-#define IPC_FRAME_CAP  IPC_MAX_FRAME /* chat hand-offs carry whole HTTP requests */
+#define ACCEPT_BATCH     64  /* accepts per wakeup: fairness between workers and conns */
+#define ACCEPT_RETRY_S   0.1 /* after EMFILE/ENFILE: let connections close first */
+#define HEARTBEAT_S      1.0
+#define BALANCE_SLACK    8     /* connections more than the least loaded worker before deferring */
+#define BALANCE_PAUSE_S  0.005 /* ... for this long, then look again */
+#define BALANCE_FRESH_MS 2000  /* a worker whose heart-beat is older is not counted on */
+#define STORE_THREADS    2     /* storage request threads per worker (plus the job processor) */
+#define IPC_FRAME_CAP    IPC_MAX_FRAME /* chat hand-offs carry whole HTTP requests */
 
 static void set_state(struct worker_ctx *w, enum sb_state st)
 {
@@ -77,6 +80,34 @@ static int at_limit(const struct worker_ctx *w)
            w->nconns + w->ntls_handshake >= w->cfg->limits.connections;
 }
 
+/* Is another worker that accepts (ready, heart-beating) holding clearly fewer
+ * connections? Then this one leaves new connections to it for a moment. Every
+ * worker is woken for each new connection on the shared listening socket, and
+ * the first to wake would otherwise take a whole burst (seen: 221 vs 36 of 256
+ * wrk connections), leaving the other worker idle: the same remedy as nginx's
+ * ngx_accept_disabled. The least loaded worker never defers, so some worker
+ * always accepts. */
+static int over_share(const struct worker_ctx *w)
+{
+    int64_t mine = (int64_t)w->nconns, now = now_mono_ms();
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &w->sb->slot[i];
+        if (s == w->self || __atomic_load_n(&s->role, __ATOMIC_RELAXED) != SB_WORKER) continue;
+        if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != SB_READY) continue;
+        if (now - __atomic_load_n(&s->heartbeat_ms, __ATOMIC_RELAXED) > BALANCE_FRESH_MS) continue;
+        if (__atomic_load_n(&s->connections, __ATOMIC_RELAXED) + BALANCE_SLACK < mine) return 1;
+    }
+    return 0;
+}
+
+static void pause_accepting(struct worker_ctx *w, double seconds)
+{
+    accept_stop(w);
+    ev_timer_stop(w->loop, &w->accept_retry);
+    ev_timer_set(&w->accept_retry, seconds, 0.);
+    ev_timer_start(w->loop, &w->accept_retry);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct worker_ctx *w = io->data;
@@ -84,6 +115,10 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         if (at_limit(w)) {
             /* Leave the rest in the shared backlog for the other workers. */
             accept_stop(w);
+            return;
+        }
+        if (over_share(w)) {
+            pause_accepting(w, BALANCE_PAUSE_S);
             return;
         }
         struct sockaddr_storage ss;
@@ -108,8 +143,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
                 log_warn("cannot accept a connection: %s; pausing accepts for %.0f ms "
                          "(raise the open-file limit or lower limits.connections)",
                          strerror(errno), ACCEPT_RETRY_S * 1000);
-                accept_stop(w);
-                ev_timer_start(w->loop, &w->accept_retry);
+                pause_accepting(w, ACCEPT_RETRY_S);
                 return;
             default:
                 log_error("accept on listener %d failed: %s", io->fd, strerror(errno));

@@ -2,6 +2,8 @@
 timeouts, pipelining, chunked bodies, keep-alive, one access line per request."""
 import json
 import re
+import socket
+import subprocess
 import time
 import uuid
 
@@ -256,3 +258,27 @@ def test_access_log_one_line_per_request(shared_server):
     for i in range(2 * n):
         mine = [ln for ln in lines if re.search(r"%s-%d\b" % (re.escape(tag), i), ln)]
         assert len(mine) == 1 and "404" in mine[0] and "GET" in mine[0], mine
+
+
+def test_connection_burst_is_shared_between_workers(server):
+    """200 keep-alive connections opened at once and kept busy (wrk, as a load
+    test or a proxy in front would) spread over both workers. Without balancing,
+    the first worker woken takes most of the burst (seen: 221 of 256) while the
+    other idles; a worker holding clearly more than another now leaves new
+    connections to it."""
+    wrk = subprocess.Popen(["wrk", "-t2", "-c200", "-d%ds" % int(scaled(4)),
+                            server.url("/health")], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        def per_worker():
+            st = server.status()
+            return sorted(int(c.get("connections") or 0) for c in st["children"]
+                          if c["role"] == "worker")
+        counts = wait_for(lambda: (lambda c: c if sum(c) >= 200 else None)(per_worker()),
+                          scaled(10), interval=0.05, what="200 connections held")
+        # balanced within the slack (8) plus what is in flight; unbalanced runs
+        # measured here split 85/115 (200 connections) and 36/221 (256)
+        assert len(counts) == 2 and counts[1] - counts[0] <= 20, counts
+    finally:
+        out = wrk.communicate(timeout=scaled(30))[0]
+    assert "Requests/sec" in out, out
