@@ -924,7 +924,10 @@ static void test_job_queue_pump(void **state)
     job_queue_stop(q);
     assert_int_equal(dc.n, 10);
     assert_int_equal(st.succeeded + st.failed, 10);
-    assert_true(st.succeeded >= 5);
+    /* The successes form a maximal independent set of the path A1A2 - A2A3 - ... -
+     * A10A11 (a job fails only because a neighbour won): at least ceil(10/3) = 4,
+     * whatever order three processors take the jobs in (e.g. 2, 5, 8, 10). */
+    assert_true(st.succeeded >= 4);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(store_job_get(s, jobs[i].id, &jobs[i], &err), STORE_OK);
         assert_true(jobs[i].status == STORE_JOB_SUCCESS || jobs[i].status == STORE_JOB_FAILED);
