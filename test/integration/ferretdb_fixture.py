@@ -277,45 +277,54 @@ def check_views_agree(jobs, seat_map, held=()):
     return owner
 
 
-def sqlite_attempts(path, ids):
-    """{jobId: attempt} from svcd's SQLite file (read-only)."""
+def sqlite_leases(path, ids):
+    """{jobId: (attempt, None)} from svcd's SQLite file (read-only). One writer decides
+    there, so a job's attempt count is exact; no lease outlives its decision."""
     import sqlite3
     c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
     try:
-        return {i: c.execute("SELECT attempt FROM jobs WHERE id = ?", (i,)).fetchone()[0]
-                for i in ids}
+        return {i: (c.execute("SELECT attempt FROM jobs WHERE id = ?", (i,)).fetchone()[0],
+                    None) for i in ids}
     finally:
         c.close()
 
 
-def ferret_attempts(fd_dir, uri, ids):
-    """{jobId: attempt} read straight from FerretDB's SQLite handler files (read-only):
-    database D is data/D.sqlite, collection `jobs` a table named in
-    _ferretdb_collections, each document one JSON column."""
+def ferret_leases(fd_dir, uri, ids):
+    """{jobId: (newest lease attempt, that lease's `until` in ms)} read straight from
+    FerretDB's SQLite handler files (read-only): database D is data/D.sqlite, a
+    collection a table named in _ferretdb_collections, each document one JSON column.
+    The `leases` collection is the truth (one document per attempt, unique _id
+    "<job>:<attempt>"); the job document's `attempt` is only a hint (store_mongo.c)."""
     import sqlite3
     db = uri.rsplit("/", 1)[-1].split("?")[0]
     path = os.path.join(fd_dir, "data", db + ".sqlite")
     c = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
     try:
-        table = c.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'jobs'"
+        table = c.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'leases'"
                           ).fetchone()[0]
         out = {}
         for i in ids:
-            row = c.execute('SELECT json_extract(_ferretdb_sjson, "$.attempt") FROM "%s" '
-                            'WHERE json_extract(_ferretdb_sjson, "$._id") = ?' % table,
-                            (i,)).fetchone()
-            out[i] = row[0] if row else None
+            row = c.execute('SELECT json_extract(_ferretdb_sjson, "$.attempt"), '
+                            'json_extract(_ferretdb_sjson, "$.until") FROM "%s" '
+                            'WHERE json_extract(_ferretdb_sjson, "$.jobId") = ? '
+                            'ORDER BY 1 DESC LIMIT 1' % table, (i,)).fetchone()
+            out[i] = (row[0], row[1]) if row else (None, None)
         return out
     finally:
         c.close()
 
 
+def job_leases(request, srv, backend, ids):
+    """{jobId: (how many times it was leased, the newest lease's end in ms or None)}."""
+    if backend.name == "sqlite":
+        return sqlite_leases(os.path.join(srv.wd.dir, "svcd.db"), ids)
+    fd = request.getfixturevalue("ferretdb")
+    return ferret_leases(fd.dir, backend.storage["uri"], ids)
+
+
 def job_attempts(request, srv, backend, ids):
     """{jobId: how many times it was leased}, on either backend."""
-    if backend.name == "sqlite":
-        return sqlite_attempts(os.path.join(srv.wd.dir, "svcd.db"), ids)
-    fd = request.getfixturevalue("ferretdb")
-    return ferret_attempts(fd.dir, backend.storage["uri"], ids)
+    return {i: a for i, (a, _) in job_leases(request, srv, backend, ids).items()}
 
 
 def collect_final(api, owners, deadline_s, threads=4, pause=0.25):
