@@ -47,6 +47,16 @@ struct cpair {
     char phost[48]; /* the partner's host when it is another one ("" here/unknown) */
 };
 
+/* A partner left a pair this host has not been told of yet (bus only): across hosts
+ * the leader's "match" for one user can arrive after its partner has already gone
+ * (a "pleft" from another host, or a local disconnect). Kept LEFT_KEEP_MS, then
+ * dropped; match_deliver() of the same room turns it into matched + partner-left. */
+struct cleft {
+    char partner[ID_MAX];
+    char room[ID_MAX + 16];
+    int64_t at; /* mono ms */
+};
+
 /* IN-MEMORY FALLBACK for store_message_add()/store_messages(): a ring of the
  * newest messages per room (JSON objects {id,room,from,text,ts}). */
 struct chist {
@@ -77,12 +87,14 @@ struct chat_coord {
     struct chat_map hosts;   /* other live hosts: id -> int64_t* last heart-beat (mono ms) */
     struct chat_map waiting; /* local users waiting for a partner: user -> (void *)1 */
     struct chat_map qhost;   /* leader: queued user -> strdup(host id) */
+    struct chat_map left;    /* user -> struct cleft: its partner left before the match came */
     char leader[48];
     ev_timer hb;
 };
 
-#define HOST_HB_S   1.0  /* heart-beat on the bus */
-#define HOST_TTL_MS 3500 /* a host silent that long is gone */
+#define HOST_HB_S    1.0   /* heart-beat on the bus */
+#define HOST_TTL_MS  3500  /* a host silent that long is gone */
+#define LEFT_KEEP_MS 60000 /* a "left before matched" note outlives any bus delay */
 
 static void random_route(struct chat_coord *cc, const char *op, const char *user, const char *host);
 
@@ -159,12 +171,55 @@ static int set_pair(struct chat_coord *cc, const char *user, const char *partner
     return 0;
 }
 
+/*
+ * `partner` (a user on this host) is told that `user` left their pair `room`. If this
+ * host does not hold that pair yet (its match is still on the bus), the news waits
+ * in cc->left for it.
+ */
+static void partner_left_here(struct chat_coord *cc, const char *partner, const char *user,
+                              const char *room)
+{
+    struct cpair *q = chat_map_get(&cc->pairs, partner);
+    if (q && strcmp(q->partner, user) == 0 && strcmp(q->room, room) == 0) {
+        chat_map_del(&cc->pairs, partner);
+        notify_pair(cc, CHAT_PARTNER_LEFT, partner, user, room);
+        free(q->partner);
+        free(q);
+        return;
+    }
+    if (!cc->bus || !chat_map_get(&cc->users, partner)) return;
+    struct cleft *l = malloc(sizeof(*l));
+    if (!l) return;
+    snprintf(l->partner, sizeof(l->partner), "%s", user);
+    snprintf(l->room, sizeof(l->room), "%s", room);
+    l->at = now_mono_ms();
+    int failed;
+    free(chat_map_put(&cc->left, partner, l, &failed));
+    if (failed) free(l);
+}
+
+/* Forget "left before matched" notes older than LEFT_KEEP_MS. */
+static void left_expire(struct chat_coord *cc)
+{
+    int64_t now = now_mono_ms();
+    size_t i, n = 0;
+    char *old[256];
+    for (struct chat_map_ent *e = chat_map_first(&cc->left, &i); e && n < 256;
+         e = chat_map_next(&cc->left, e, &i))
+        if (now - ((struct cleft *)e->value)->at > LEFT_KEEP_MS) old[n++] = strdup(e->key);
+    for (size_t k = 0; k < n; k++) {
+        if (old[k]) free(chat_map_del(&cc->left, old[k]));
+        free(old[k]);
+    }
+}
+
 /* `user` leaves random connect: out of the queue, and its partner (if any) is told. */
 static void random_leave(struct chat_coord *cc, const char *user)
 {
     queue_remove(cc, user);
     if (cc->bus && chat_map_del(&cc->waiting, user))
         random_route(cc, "leave", user, cluster_bus_host(cc->bus));
+    free(chat_map_del(&cc->left, user));
     struct cpair *p = chat_map_del(&cc->pairs, user);
     if (!p) return;
     struct cpair *q = chat_map_get(&cc->pairs, p->partner);
@@ -173,6 +228,10 @@ static void random_leave(struct chat_coord *cc, const char *user)
         notify_pair(cc, CHAT_PARTNER_LEFT, p->partner, user, p->room);
         free(q->partner);
         free(q);
+    } else if (cc->bus && !p->phost[0] && chat_map_get(&cc->users, p->partner)) {
+        /* the partner is here, its match still on the bus (the bus never brings a
+         * host its own events back) */
+        partner_left_here(cc, p->partner, user, p->room);
     } else if (cc->bus) {
         /* the partner is on another host (or gone): tell whoever holds it */
         buf_reset(&cc->out);
@@ -393,6 +452,10 @@ static void match_deliver(struct chat_coord *cc, const char *user, const char *h
     chat_map_del(&cc->waiting, user);
     if (!chat_map_get(&cc->users, user)) {
         /* gone in the meantime: the partner is told at once */
+        if (strcmp(phost, me) == 0) {
+            partner_left_here(cc, partner, user, room);
+            return;
+        }
         buf_reset(&cc->out);
         chat_fields_build(&cc->out, 2, CF(user), CF(room));
         if (!buf_failed(&cc->out))
@@ -403,6 +466,13 @@ static void match_deliver(struct chat_coord *cc, const char *user, const char *h
     struct cpair *p = chat_map_get(&cc->pairs, user);
     if (p) snprintf(p->phost, sizeof(p->phost), "%s", strcmp(phost, me) ? phost : "");
     notify_pair(cc, CHAT_MATCHED, user, partner, room);
+    /* the partner may have left already, its news here before this match */
+    struct cleft *l = chat_map_get(&cc->left, user);
+    if (l && strcmp(l->room, room) == 0 && strcmp(l->partner, partner) == 0) {
+        chat_map_del(&cc->left, user);
+        free(l);
+        partner_left_here(cc, user, partner, room);
+    }
 }
 
 static void qhost_drop(struct chat_coord *cc, const char *user)
@@ -549,6 +619,7 @@ static void on_host_hb(struct ev_loop *loop, ev_timer *t, int revents)
     struct chat_coord *cc = t->data;
     cluster_bus_publish(cc->bus, "hb", "", "", 0, now_wall_ms());
     hosts_check(cc);
+    left_expire(cc);
 }
 
 /* ---- other hosts (cluster_bus.h) ---------------------------------------------------- */
@@ -606,12 +677,7 @@ static void on_bus_event(void *arg, const char *type, const char *key, const cha
         memcpy(tmp, data, len);
         tmp[len] = '\0';
         if (chat_fields_split(tmp, len, 2, &f) < 0) return;
-        struct cpair *q = chat_map_get(&cc->pairs, key);
-        if (!q || strcmp(q->partner, f.f[0]) != 0) return;
-        chat_map_del(&cc->pairs, key);
-        notify_pair(cc, CHAT_PARTNER_LEFT, key, f.f[0], q->room);
-        free(q->partner);
-        free(q);
+        partner_left_here(cc, key, f.f[0], f.f[1]);
     } else if (strcmp(type, "user_emit") == 0) {
         struct cuser *u = chat_map_get(&cc->users, key);
         if (!u) return;
@@ -806,6 +872,7 @@ struct chat_coord *chat_coord_new(struct ev_loop *loop)
     chat_map_init(&cc->hosts);
     chat_map_init(&cc->waiting);
     chat_map_init(&cc->qhost);
+    chat_map_init(&cc->left);
     ev_timer_init(&cc->hb, on_host_hb, HOST_HB_S, HOST_HB_S);
     cc->hb.data = cc;
     buf_init(&cc->out);
@@ -842,6 +909,10 @@ void chat_coord_free(struct chat_coord *cc)
     for (struct chat_map_ent *e = chat_map_first(&cc->qhost, &i); e;
          e = chat_map_next(&cc->qhost, e, &i))
         free(e->value);
+    for (struct chat_map_ent *e = chat_map_first(&cc->left, &i); e;
+         e = chat_map_next(&cc->left, e, &i))
+        free(e->value);
+    chat_map_free(&cc->left);
     chat_map_free(&cc->hosts);
     chat_map_free(&cc->waiting);
     chat_map_free(&cc->qhost);
