@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +27,26 @@ static struct {
     enum log_level level;
     char file[CONFIG_PATH_MAX];
     char role[32];
+    int pid; /* getpid() is a system call; a line per request should not cost one */
 } L = {.fd = -1, .to_stderr = 1, .level = LOG_INFO, .role = "svcd"};
+
+static void after_fork_child(void)
+{
+    L.pid = (int)getpid();
+}
+
+static void pid_init(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
+    L.pid = (int)getpid();
+}
+
+static int my_pid(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pid_init);
+    return L.pid;
+}
 
 static const char *level_name[] = {"debug", "info", "warn", "error"};
 
@@ -39,7 +59,10 @@ int log_open(const char *file, enum log_format format, enum log_level level, int
 {
     L.format = format;
     L.level = level;
-    L.to_stderr = to_stderr;
+    /* With a log file, the foreground mirror carries only problems: the file has
+     * every line, and under systemd the journal should not hold a second copy of
+     * each access line (nginx behaves the same way). */
+    L.to_stderr = (to_stderr == 1 && file && *file) ? 2 : to_stderr;
     if (!file || !*file) {
         if (L.fd >= 0) close(L.fd);
         L.fd = -1;
@@ -79,14 +102,34 @@ void log_set_stderr(int on)
     L.to_stderr = on;
 }
 
+/* ISO 8601 UTC with milliseconds; the date and time of day are formatted once per
+ * second per thread (a busy worker logs thousands of lines a second). */
 static void timestamp(char *out, size_t len)
 {
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char head[32];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    if (ts.tv_sec != last) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        if (!strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm)) head[0] = '\0';
+        last = ts.tv_sec;
+    }
+    snprintf(out, len, "%s.%03ldZ", head, ts.tv_nsec / 1000000);
+}
+
+/* Append `s` with control characters (and `also`, when not NUL) replaced by '?', so
+ * client-supplied text cannot forge extra log lines. */
+static void put_clean(struct buf *b, const char *s, char also)
+{
+    size_t start = b->len;
+    buf_puts(b, s);
+    if (buf_failed(b)) return;
+    for (size_t i = start; i < b->len; i++) {
+        unsigned char ch = (unsigned char)b->data[i];
+        if (ch < 0x20 || ch == 0x7f || (also && ch == (unsigned char)also)) b->data[i] = '?';
+    }
 }
 
 static void emit(struct buf *b, enum log_level level)
@@ -117,13 +160,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
     buf_init(&b);
     if (L.format == LOG_FORMAT_JSON) {
         buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":", ts,
-                   level_name[level], (int)getpid());
+                   level_name[level], my_pid());
         buf_json_str(&b, L.role);
         buf_puts(&b, ",\"msg\":");
         buf_json_str(&b, msg);
         buf_puts(&b, "}\n");
     } else {
-        buf_printf(&b, "%s %-5s [%s %d] %s\n", ts, level_name[level], L.role, (int)getpid(), msg);
+        buf_printf(&b, "%s %-5s [%s %d] %s\n", ts, level_name[level], L.role, my_pid(), msg);
     }
     emit(&b, level);
     buf_free(&b);
@@ -138,7 +181,7 @@ void log_access(const char *remote, const char *method, const char *path, int st
     struct buf b;
     buf_init(&b);
     if (L.format == LOG_FORMAT_JSON) {
-        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"pid\":%d,\"role\":", ts, (int)getpid());
+        buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"pid\":%d,\"role\":", ts, my_pid());
         buf_json_str(&b, L.role);
         buf_puts(&b, ",\"kind\":\"access\",\"remote\":");
         buf_json_str(&b, remote);
@@ -150,24 +193,11 @@ void log_access(const char *remote, const char *method, const char *path, int st
         buf_json_str(&b, user_agent ? user_agent : "");
         buf_puts(&b, "}\n");
     } else {
-        /* Control characters in client-supplied text are replaced so a hostile
-         * request cannot forge extra log lines. */
-        struct buf p;
-        buf_init(&p);
-        buf_puts(&p, path);
-        for (size_t i = 0; i < p.len; i++)
-            if ((unsigned char)p.data[i] < 0x20 || p.data[i] == 0x7f) p.data[i] = '?';
-        struct buf u;
-        buf_init(&u);
-        buf_puts(&u, user_agent ? user_agent : "-");
-        for (size_t i = 0; i < u.len; i++)
-            if ((unsigned char)u.data[i] < 0x20 || u.data[i] == '"' || u.data[i] == 0x7f)
-                u.data[i] = '?';
-        buf_printf(&b, "%s info  [%s %d] access %s \"%s %s\" %d %llu %.3fms \"%s\"\n", ts, L.role,
-                   (int)getpid(), remote, method, p.data ? p.data : "", status, bytes, ms,
-                   u.data ? u.data : "-");
-        buf_free(&p);
-        buf_free(&u);
+        buf_printf(&b, "%s info  [%s %d] access %s \"%s ", ts, L.role, my_pid(), remote, method);
+        put_clean(&b, path, 0);
+        buf_printf(&b, "\" %d %llu %.3fms \"", status, bytes, ms);
+        put_clean(&b, user_agent ? user_agent : "-", '"');
+        buf_puts(&b, "\"\n");
     }
     emit(&b, LOG_INFO);
     buf_free(&b);

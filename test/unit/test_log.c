@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -98,6 +99,89 @@ static void test_reopen_after_rotate(void **state)
     assert_non_null(strstr(t, "still old"));
 }
 
+/* Run `fn` with stderr redirected to `path`. */
+static void with_stderr_to(const char *path, void (*fn)(void))
+{
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    dup2(fileno(f), 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fclose(f);
+}
+
+static void say_info_and_warn(void)
+{
+    log_info("an info line");
+    log_warn("a warning line");
+}
+
+static void test_foreground_mirror_with_and_without_file(void **state)
+{
+    (void)state;
+    char err[160];
+    snprintf(err, sizeof(err), "%s/stderr", dir);
+    /* a log file: it gets every line, stderr only the problems */
+    assert_int_equal(log_open(file, LOG_FORMAT_TEXT, LOG_INFO, 1), 0);
+    with_stderr_to(err, say_info_and_warn);
+    char *t = slurp(err);
+    assert_null(strstr(t, "an info line"));
+    assert_non_null(strstr(t, "a warning line"));
+    t = slurp(file);
+    assert_non_null(strstr(t, "an info line"));
+    assert_non_null(strstr(t, "a warning line"));
+    /* no log file: stderr is the log, every line */
+    assert_int_equal(log_open("", LOG_FORMAT_TEXT, LOG_INFO, 1), 0);
+    with_stderr_to(err, say_info_and_warn);
+    t = slurp(err);
+    assert_non_null(strstr(t, "an info line"));
+    assert_non_null(strstr(t, "a warning line"));
+    unlink(err);
+}
+
+static void test_pid_is_the_writers_after_fork(void **state)
+{
+    (void)state;
+    assert_int_equal(log_open(file, LOG_FORMAT_TEXT, LOG_INFO, 0), 0);
+    log_set_role("master");
+    log_info("parent line");
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        log_set_role("worker 0");
+        log_info("child line");
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    char want[96], *t = slurp(file);
+    snprintf(want, sizeof(want), "[master %d] parent line", (int)getpid());
+    assert_non_null(strstr(t, want));
+    snprintf(want, sizeof(want), "[worker 0 %d] child line", (int)child);
+    assert_non_null(strstr(t, want));
+}
+
+static void test_access_text_line_shape(void **state)
+{
+    (void)state;
+    assert_int_equal(log_open(file, LOG_FORMAT_TEXT, LOG_INFO, 0), 0);
+    log_set_role("worker 1");
+    log_access("10.0.0.1", "POST", "/api/x?a=1", 201, 42, 1.25, "agent \"q\"");
+    char want[160], *t = slurp(file);
+    snprintf(want, sizeof(want),
+             " info  [worker 1 %d] access 10.0.0.1 \"POST /api/x?a=1\" 201 42 1.250ms "
+             "\"agent ?q?\"\n",
+             (int)getpid());
+    assert_non_null(strstr(t, want));
+    /* 2026-12-01T22:58:11.182Z: the cached date part and the milliseconds */
+    assert_int_equal(strlen(t) > 24 && t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[23] == 'Z',
+                     1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -105,6 +189,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_and_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_line_cannot_be_forged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreground_mirror_with_and_without_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pid_is_the_writers_after_fork, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_access_text_line_shape, setup, teardown),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
