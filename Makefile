@@ -53,7 +53,7 @@ $(B)/svc: $(SVC_OBJ)
 # Unit tests link the pure common/ modules (never a main()) with cmocka.
 $(B)/unit/%: test/unit/%.c $(filter-out $(B)/obj/common/main%.o,$(COMMON_SRC:%.c=$(B)/obj/%.o))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $< $(filter %.o,$^) $(LDLIBS) -lcmocka
 
 asan:
 	$(MAKE) SAN=1 all

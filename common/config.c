@@ -387,52 +387,44 @@ static void set_string(struct loader *ld, const char *key, yaml_node_t *n,
     note_node(ld, dst, TAG_VALUE, n);
 }
 
-static void set_duration(struct loader *ld, const char *key, yaml_node_t *n,
-                         const struct directive *d, void *base)
+/* A positive quantity with a unit: `parse` reads it, `hint` says how to write one (it
+ * opens the parenthesis the example closes). */
+static void set_with_unit(struct loader *ld, const char *key, yaml_node_t *n,
+                          const struct directive *d, void *base,
+                          int (*parse)(const char *, uint64_t *), const char *hint)
 {
     const char *v = value_of(ld, key, n, d);
     char shown[SHOW_LEN];
-    uint64_t ms;
+    uint64_t x;
     if (!v) return;
-    if (units_parse_duration(v, &ms) < 0) {
-        node_error(ld, n,
-                   "%s: '%s' is not a duration; write a number with a unit ms, s, m or h "
-                   "(e.g. %s: %s)",
-                   key, show(v, shown, sizeof shown), d->name, d->example);
+    if (parse(v, &x) < 0) {
+        node_error(ld, n, "%s: '%s' is %se.g. %s: %s)", key, show(v, shown, sizeof shown), hint,
+                   d->name, d->example);
         return;
     }
-    if (ms == 0) {
+    if (x == 0) {
         node_error(ld, n, "%s must be greater than 0 (got '%s'); e.g. %s: %s", key,
                    show(v, shown, sizeof shown), d->name, d->example);
         return;
     }
     uint64_t *dst = (uint64_t *)((char *)base + d->offset);
-    *dst = ms;
+    *dst = x;
     note_node(ld, dst, TAG_VALUE, n);
+}
+
+static void set_duration(struct loader *ld, const char *key, yaml_node_t *n,
+                         const struct directive *d, void *base)
+{
+    set_with_unit(ld, key, n, d, base, units_parse_duration,
+                  "not a duration; write a number with a unit ms, s, m or h (");
 }
 
 static void set_size(struct loader *ld, const char *key, yaml_node_t *n, const struct directive *d,
                      void *base)
 {
-    const char *v = value_of(ld, key, n, d);
-    char shown[SHOW_LEN];
-    uint64_t bytes;
-    if (!v) return;
-    if (units_parse_size(v, &bytes) < 0) {
-        node_error(ld, n,
-                   "%s: '%s' is not a size; write a number with a unit B, KiB, MiB or GiB "
-                   "(K, KB, M, MB, G, GB also mean 1024-based; e.g. %s: %s)",
-                   key, show(v, shown, sizeof shown), d->name, d->example);
-        return;
-    }
-    if (bytes == 0) {
-        node_error(ld, n, "%s must be greater than 0 (got '%s'); e.g. %s: %s", key,
-                   show(v, shown, sizeof shown), d->name, d->example);
-        return;
-    }
-    uint64_t *dst = (uint64_t *)((char *)base + d->offset);
-    *dst = bytes;
-    note_node(ld, dst, TAG_VALUE, n);
+    set_with_unit(ld, key, n, d, base, units_parse_size,
+                  "not a size; write a number with a unit B, KiB, MiB or GiB (K, KB, M, MB, G, "
+                  "GB also mean 1024-based; ");
 }
 
 /* A decimal integer, optionally negative (so "-1" gets a range message, not a syntax one). */
