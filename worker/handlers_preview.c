@@ -74,6 +74,17 @@ static void preview_unavailable(struct http_request *req, const char *project, c
     resp_send(req, 503, CT_HTML);
 }
 
+/* The {projectId, userId} of the path, checked; false when it answered 400. */
+static bool path_ids(struct http_request *req, const char **project, const char **user)
+{
+    *project = http_request_param(req, "projectId");
+    *user = http_request_param(req, "userId");
+    if (*project && *user && preview_id_ok(*project) && preview_id_ok(*user)) return true;
+    resp_error(req, 400, "BAD_REQUEST",
+               "projectId and userId must be 1-127 characters of A-Z a-z 0-9 . _ -");
+    return false;
+}
+
 /* ---- /preview/:projectId/:userId/... -------------------------------------------- */
 
 static void preview_refused(struct http_request *req, const struct proxy_target *t)
@@ -85,13 +96,8 @@ static void preview_refused(struct http_request *req, const struct proxy_target 
 
 void handle_preview_proxy(struct http_request *req)
 {
-    const char *project = http_request_param(req, "projectId");
-    const char *user = http_request_param(req, "userId");
-    if (!project || !user || !preview_id_ok(project) || !preview_id_ok(user)) {
-        resp_error(req, 400, "BAD_REQUEST",
-                   "projectId and userId must be 1-127 characters of A-Z a-z 0-9 . _ -");
-        return;
-    }
+    const char *project, *user;
+    if (!path_ids(req, &project, &user)) return;
     const struct preview_entry *e = preview_find(req->w, project, user);
     if (!e || !e->up) {
         preview_unavailable(req, project, user, e);
@@ -135,13 +141,8 @@ void handle_proxy_route(struct http_request *req)
 
 void handle_preview_status(struct http_request *req)
 {
-    const char *project = http_request_param(req, "projectId");
-    const char *user = http_request_param(req, "userId");
-    if (!project || !user || !preview_id_ok(project) || !preview_id_ok(user)) {
-        resp_error(req, 400, "BAD_REQUEST",
-                   "projectId and userId must be 1-127 characters of A-Z a-z 0-9 . _ -");
-        return;
-    }
+    const char *project, *user;
+    if (!path_ids(req, &project, &user)) return;
     const struct preview_entry *e = preview_find(req->w, project, user);
     struct buf *b = resp_body(req);
     buf_printf(b, "{\"available\":%s,\"server\":", e && e->up ? "true" : "false");
@@ -224,13 +225,8 @@ void handle_preview_register(struct http_request *req)
 
 void handle_preview_unregister(struct http_request *req)
 {
-    const char *project = http_request_param(req, "projectId");
-    const char *user = http_request_param(req, "userId");
-    if (!project || !user || !preview_id_ok(project) || !preview_id_ok(user)) {
-        resp_error(req, 400, "BAD_REQUEST",
-                   "projectId and userId must be 1-127 characters of A-Z a-z 0-9 . _ -");
-        return;
-    }
+    const char *project, *user;
+    if (!path_ids(req, &project, &user)) return;
     if (!preview_del(req->w, project, user, "unregistered through the API")) {
         resp_error(req, 404, "NOT_FOUND", "no preview server is registered for %s/%s", project,
                    user);
