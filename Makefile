@@ -8,7 +8,7 @@
 
 VERSION   := 0.1.0
 CC        ?= gcc
-PKGS      := yaml-0.1 libsystemd openssl jansson sqlite3 libmongoc-1.0
+PKGS      := yaml-0.1 libsystemd openssl jansson sqlite3 libmongoc-1.0 libcap
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
              -fno-strict-aliasing -DSVCD_VERSION='"$(VERSION)"' \

@@ -175,13 +175,10 @@ static void exec_app(struct master *m, struct app *p, const char *logfile)
         dup2(fd, 2);
     }
     const struct svcd_config *cfg = m->cfg;
-    if (cfg->user[0] && geteuid() == 0) {
-        struct passwd *pw = getpwnam(cfg->user);
-        if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-            setuid(pw->pw_uid) < 0) {
-            dprintf(2, "svcd: app %s: cannot drop privileges to '%s'\n", p->a.name, cfg->user);
-            _exit(126);
-        }
+    char perr[256];
+    if (privileges_drop_child(cfg, perr, sizeof(perr)) < 0) {
+        dprintf(2, "svcd: app %s: %s\n", p->a.name, perr);
+        _exit(126);
     }
     const char *cwd = p->a.cwd[0] ? p->a.cwd : cfg->dir;
     if (chdir(cwd) < 0) {

@@ -62,23 +62,6 @@ static void free_child(struct master *m, struct child *c)
     c->chan = -1;
 }
 
-/* Children run as `user:` when the master was started as root. */
-static int drop_privileges(const struct svcd_config *cfg)
-{
-    if (!cfg->user[0] || geteuid() != 0) return 0;
-    struct passwd *pw = getpwnam(cfg->user);
-    if (!pw) {
-        log_error("cannot drop privileges: user '%s' does not exist", cfg->user);
-        return -1;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
-        log_error("cannot drop privileges to '%s': %s", cfg->user, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static void child_log_role(struct child *c)
 {
     char role[32];
@@ -147,7 +130,11 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
                 exit(1);
             }
         }
-        if (drop_privileges(m->cfg) < 0) exit(1);
+        char perr[256];
+        if (privileges_drop_child(m->cfg, perr, sizeof(perr)) < 0) {
+            log_error("%s", perr);
+            exit(1);
+        }
         int rc;
         if (c->role == SB_WORKER) {
             struct worker_args a = {.cfg = m->cfg,

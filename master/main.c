@@ -297,15 +297,25 @@ int main(int argc, char **argv)
         goto interrupted;
     }
 
-    /* phase: privileges — the master keeps root (to re-bind on reload, like nginx);
-     * every child drops to `user:` right after fork. */
-    if (cfg->user[0] && geteuid() == 0)
-        log_info("phase privileges: children run as user '%s'", cfg->user);
-    else if (cfg->user[0])
-        log_info("phase privileges: not started as root; children keep uid %d ('%s' ignored)",
+    /* phase: privileges — started as root with `user:`, the master becomes that user
+     * (keeping only CAP_NET_BIND_SERVICE, for listeners a reload adds); see
+     * privileges.c. Children drop what is left right after fork. */
+    uid_t was = geteuid();
+    if (privileges_drop_master(cfg, err, sizeof(err)) < 0) {
+        for (int i = 0; i < cfg->nlisten; i++) close(m->listen_fds[i]);
+        log_error("phase privileges: %s", err);
+        log_error("startup failed: cannot drop privileges; nothing was started");
+        goto fail;
+    }
+    if (cfg->user[0] && was == 0 && geteuid() != 0)
+        log_info("phase privileges: running as user '%s' (uid %d), keeping only "
+                 "CAP_NET_BIND_SERVICE; children keep nothing",
+                 cfg->user, (int)geteuid());
+    else if (cfg->user[0] && was != 0)
+        log_info("phase privileges: not started as root; running as uid %d ('%s' ignored)",
                  (int)geteuid(), cfg->user);
     else
-        log_info("phase privileges: no user configured; children keep uid %d", (int)geteuid());
+        log_info("phase privileges: no user configured; running as uid %d", (int)geteuid());
 
     m->sb = scoreboard_create();
     if (!m->sb) {

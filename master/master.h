@@ -102,6 +102,10 @@ void notify_reloading(void);
 void notify_stopping(void);
 void notify_watchdog_start(struct master *m);
 
+/* privileges.c — the privileges phase: 0, or -1 with a message in err */
+int privileges_drop_master(const struct svcd_config *cfg, char *err, size_t errlen);
+int privileges_drop_child(const struct svcd_config *cfg, char *err, size_t errlen);
+
 /* children.c */
 int children_spawn_coordinator(struct master *m);
 int children_spawn_workers(struct master *m, int generation, int count);

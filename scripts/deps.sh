@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS=(gcc make pkgconf libev-dev libyaml-dev libssl-dev libhttp-parser-dev
-  libsystemd-dev libjansson-dev libsqlite3-dev libmongoc-dev libbson-dev libcmocka-dev libwslay-dev clang-format openssl curl procps iproute2 psmisc python3-venv)
+  libsystemd-dev libjansson-dev libsqlite3-dev libmongoc-dev libbson-dev libcmocka-dev libwslay-dev libcap-dev clang-format openssl curl procps iproute2 psmisc python3-venv)
 # ASan/UBSan runtime comes with gcc (libasan8, libubsan1) on Debian 12.
 
 missing=()

@@ -1,6 +1,6 @@
 """Foundation faults (issue 2 audit): control-socket permissions, EACCES on a
 privileged port, secrets never shown by a running server, admin endpoints from a
-non-loopback peer, the phase log, privilege drop in the children, a worker stuck
+non-loopback peer, the phase log, privilege drop (master and children), a worker stuck
 in a busy loop, kill -9 accounting, start-up signals, `svc logs -n` validation.
 
 Tests that need another user run the client (or svcd) as `nobody` with
@@ -10,6 +10,7 @@ the host."""
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -37,6 +38,31 @@ def open_to_others(wd):
     os.chmod(wd.config_path, 0o644)
     if os.path.isdir(wd.run_dir):
         os.chmod(wd.run_dir, 0o755)
+
+
+def ready_for_nobody(wd):
+    """What `user: nobody` needs of a test workdir (a 0700 root mkdtemp): the config
+    readable, and the SQLite database in a directory nobody may create files in.
+    Returns the config overrides that go with it."""
+    os.chmod(wd.dir, 0o755)
+    data = os.path.join(wd.dir, "data")
+    os.makedirs(data, exist_ok=True)
+    os.chown(data, NOBODY.pw_uid, NOBODY.pw_gid)
+    return {"user": "nobody", "storage": {"driver": "sqlite", "path": data + "/svcd.db"}}
+
+
+def caps(pid):
+    """{CapInh, CapPrm, CapEff, CapBnd, CapAmb} of a live process, as ints."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            if k.startswith("Cap"):
+                out[k] = int(v.strip(), 16)
+    return out
+
+
+CAP_NET_BIND_SERVICE = 1 << 10
 
 
 def svc_as(wd, prefix, *args):
@@ -99,10 +125,10 @@ def test_control_socket_mode_and_peer_check(make_server):
     assert s.alive(), "a refused `svc stop` stopped svcd"
 
 
-def test_control_socket_group_is_the_users(make_server):
+def test_control_socket_group_is_the_users(make_server, workdir):
     """With `user: nobody` the socket belongs to nobody's group, so the children's
     user can run svc."""
-    s = make_server({"workers": 1, "user": "nobody"})
+    s = make_server(dict(ready_for_nobody(workdir), workers=1))
     st = os.stat(s.wd.sockfile)
     assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == NOBODY.pw_gid, st
     open_to_others(s.wd)
@@ -309,7 +335,7 @@ def test_startup_phase_lines_in_order(make_server):
             re.escape(s.wd.config_path), s.pid)),
         ("storage", r"phase storage: sqlite at .* answered in [0-9.]+ ms"),
         ("bind", r"phase bind: listening on 127\.0\.0\.1:%d" % s.wd.port),
-        ("privileges", r"phase privileges: no user configured; children keep uid 0"),
+        ("privileges", r"phase privileges: no user configured; running as uid 0"),
         ("fork", r"phase fork: starting the coordinator and 2 worker\(s\)"),
     ]
     for c in kids:
@@ -335,31 +361,87 @@ def test_startup_phase_lines_in_order(make_server):
 
 
 # ----------------------------------------------------------------------------- 7. privilege drop
-def test_children_run_as_configured_user(make_server):
-    s = make_server({"workers": 2, "user": "nobody"})
+def free_privileged_port():
+    """A port below 1024 that nothing listens on at 127.0.0.1 (we are root here)."""
+    for port in random.sample(range(700, 1000), 300):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.fail("no free port below 1024 on 127.0.0.1")
+
+
+def test_master_and_children_drop_to_configured_user(make_server, workdir):
+    """SPEC §1: the master binds, then drops privileges. Started as root with
+    `user: nobody`, the master runs as nobody keeping only CAP_NET_BIND_SERVICE
+    (a reload can still bind a port below 1024), the children keep no capability at
+    all, the files root created are nobody's (SQLite bookings work), a reload adds a
+    privileged listener, and stop removes pidfile and socket."""
+    s = make_server(dict(ready_for_nobody(workdir), workers=2))
+    assert "phase privileges: running as user 'nobody' (uid %d), keeping only " \
+        "CAP_NET_BIND_SERVICE" % NOBODY.pw_uid in s.log_text()
+    uids, gids, groups = proc_ids(s.pid)
+    assert uids == [NOBODY.pw_uid] * 4 and gids == [NOBODY.pw_gid] * 4, (uids, gids)
+    assert set(groups) <= {NOBODY.pw_gid}, groups
+    c = caps(s.pid)
+    assert c["CapPrm"] == c["CapEff"] == CAP_NET_BIND_SERVICE, c
+    assert c["CapInh"] == 0 and c.get("CapAmb", 0) == 0, c
     kids = s.status()["children"]
-    assert len(kids) == 3 and {c["role"] for c in kids} == {"worker", "coordinator"}, kids
-    for c in kids:
-        uids, gids, groups = proc_ids(c["pid"])
-        assert uids == [NOBODY.pw_uid] * 4, (c["role"], uids)
-        assert gids == [NOBODY.pw_gid] * 4, (c["role"], gids)
-        assert set(groups) <= {NOBODY.pw_gid}, (c["role"], groups)
-    uids, _, _ = proc_ids(s.pid)
-    assert uids[1] == 0, "master no longer root: %s" % uids  # kept to re-bind on reload
-    assert "phase privileges: children run as user 'nobody'" in s.log_text()
-    assert requests.get(s.url("/health"), timeout=scaled(5)).status_code == 200
-    # a reload's new generation drops privileges too
+    assert len(kids) == 3 and {k["role"] for k in kids} == {"worker", "coordinator"}, kids
+    for k in kids:
+        uids, gids, groups = proc_ids(k["pid"])
+        assert uids == [NOBODY.pw_uid] * 4, (k["role"], uids)
+        assert gids == [NOBODY.pw_gid] * 4, (k["role"], gids)
+        assert set(groups) <= {NOBODY.pw_gid}, (k["role"], groups)
+        kc = caps(k["pid"])
+        assert kc["CapPrm"] == kc["CapEff"] == 0, (k["role"], kc)
+    for path in (s.wd.run_dir, s.wd.pidfile, s.wd.sockfile, s.wd.log_path):
+        assert os.stat(path).st_uid == NOBODY.pw_uid, path
+    # the database root's storage phase created is nobody's: bookings are written
+    r = requests.post(s.url("/api/events"), json={"name": "drop", "rows": 1, "cols": 2},
+                      timeout=scaled(10))
+    assert r.status_code == 201, r.text
+    # a reload binds a new listener below 1024 with the one capability kept
+    low = free_privileged_port()
+    text = open(s.wd.config_path).read()
+    text = text.replace("listen:\n", "listen:\n  - address: 127.0.0.1:%d\n" % low, 1)
+    with open(s.wd.config_path, "w") as f:
+        f.write(text)
     r = s.wd.svc("reload")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert requests.get("http://127.0.0.1:%d/health" % low, timeout=scaled(5)).status_code == 200
+
     def new_generation_only():
         ks = s.status()["children"]
-        ws = [c for c in ks if c["role"] == "worker"]
-        return ks if len(ws) == 2 and all(c["generation"] == 2 and is_ready(c) for c in ws) \
+        ws = [k for k in ks if k["role"] == "worker"]
+        return ks if len(ws) == 2 and all(k["generation"] == 2 and is_ready(k) for k in ws) \
             else None
 
-    kids = wait_for(new_generation_only, scaled(20), what="old generation drained")
-    for c in kids:
-        assert proc_ids(c["pid"])[0] == [NOBODY.pw_uid] * 4, c
+    for k in wait_for(new_generation_only, scaled(20), what="old generation drained"):
+        assert proc_ids(k["pid"])[0] == [NOBODY.pw_uid] * 4, k
+        assert caps(k["pid"])["CapEff"] == 0, k
+    assert s.stop() == 0
+    assert not os.path.exists(s.wd.pidfile) and not os.path.exists(s.wd.sockfile)
+
+
+def test_user_that_cannot_reach_its_files_is_refused_at_start(make_server, workdir):
+    """`user: nobody` with the SQLite database in root's 0700 directory: the master
+    says which path nobody cannot use, exits 1 before forking, and leaves nothing."""
+    os.chmod(workdir.dir, 0o711)  # the config is readable, the directory not writable
+    srv = make_server({"user": "nobody"}, wait=False)
+    rc = srv.proc.wait(timeout=scaled(30))
+    out = srv.stderr_text() + srv.log_text()
+    assert rc == 1, (rc, out[-2000:])
+    assert "phase privileges: user 'nobody' cannot create the SQLite -wal/-shm files: " \
+        "%s: Permission denied" % workdir.dir in out, out[-2000:]
+    assert "nothing was started" in out
+    assert not pids_with_arg(workdir.config_path), "processes left running"
+    assert not os.path.exists(workdir.pidfile)
+    srv.expect_clean_exit = False
 
 
 # ----------------------------------------------------------------------------- 8. busy loop

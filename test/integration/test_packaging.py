@@ -565,10 +565,18 @@ def test_postinst_started_the_daemon_on_the_preseeded_port(pkg):
     port = pkg["port"]
     wait_for(lambda: serving(port), 20, "svcd started by postinst on port %d" % port)
     assert master_pid() > 0
-    # Children run as svcd, the master as root (it was started as root).
+    # Started as root by the init script, the master became svcd after binding (keeping
+    # only CAP_NET_BIND_SERVICE) and so did every child (keeping nothing).
     uid = pwd.getpwnam("svcd").pw_uid
     kids = [pid for pid in svcd_processes() if pid != master_pid()]
     assert kids and all(os.stat("/proc/%d" % pid).st_uid == uid for pid in kids)
+    assert os.stat("/proc/%d" % master_pid()).st_uid == uid
+
+    def cap_eff(pid):
+        with open("/proc/%d/status" % pid) as f:
+            return int(next(ln for ln in f if ln.startswith("CapEff:")).split()[1], 16)
+    assert cap_eff(master_pid()) == 1 << 10, hex(cap_eff(master_pid()))
+    assert all(cap_eff(pid) == 0 for pid in kids)
     # Every socket svcd listens on is on loopback, one per configured address.
     pids = set(svcd_processes())
     out = run(["ss", "-Hltnup"]).stdout

@@ -1,0 +1,182 @@
+/*
+ * privileges.c — the "privileges" start-up phase (SPEC §1, §2 `user:`).
+ *
+ * Started as root with `user:` set, the master binds its listeners, hands the
+ * files it created as root to that user, then becomes that user itself. It keeps
+ * one capability, CAP_NET_BIND_SERVICE, so that a reload can still bind a new
+ * listener below port 1024; every child clears even that one right after fork.
+ * Done with libcap (cap_set_proc) and prctl(PR_SET_KEEPCAPS) across setuid().
+ *
+ * What a master running as `user:` needs afterwards, checked here so that a
+ * mistake is one clear line at start instead of a stream of EACCES later: its
+ * configuration readable (reload), run_dir writable (pidfile and control socket
+ * removal), the log file writable, and for SQLite the database's directory
+ * writable (SQLite creates its -wal and -shm files beside the database). A log
+ * directory it cannot create files in is only a warning: logrotate's `create`
+ * makes the new file for it.
+ */
+#include "master.h"
+#include "../common/log.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Give `path` (when it exists and is root's) to uid:gid. */
+static int hand_over(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!path[0] || lstat(path, &st) < 0 || S_ISLNK(st.st_mode)) return 0;
+    if (st.st_uid == uid) return 0;
+    if (st.st_uid != 0) return 0; /* somebody else's: left alone, access is checked later */
+    if (chown(path, uid, gid) < 0) {
+        snprintf(err, errlen, "cannot give %s to uid %d: %s", path, (int)uid, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory part of `path` into `dir`. */
+static void dirname_of(const char *path, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, len, ".");
+}
+
+struct need {
+    const char *path;
+    int mode;
+    const char *why;
+};
+
+/* After the drop: can the new uid do what it must? */
+static int check_access(const struct svcd_config *cfg, char *err, size_t errlen)
+{
+    char dir[CONFIG_PATH_MAX];
+    struct need need[5];
+    int n = 0;
+    need[n++] = (struct need){cfg->path, R_OK, "read its configuration on reload"};
+    need[n++] = (struct need){cfg->run_dir, W_OK | X_OK, "remove its pidfile and socket"};
+    if (cfg->log.file[0])
+        need[n++] = (struct need){cfg->log.file, W_OK, "reopen its log on SIGUSR1"};
+    if (cfg->storage.driver == STORE_SQLITE) {
+        dirname_of(cfg->storage.path, dir, sizeof(dir));
+        need[n++] = (struct need){dir, W_OK | X_OK, "create the SQLite -wal/-shm files"};
+        need[n++] = (struct need){cfg->storage.path, R_OK | W_OK, "write the database"};
+    }
+    if (cfg->log.file[0]) {
+        char logdir[CONFIG_PATH_MAX];
+        dirname_of(cfg->log.file, logdir, sizeof(logdir));
+        if (access(logdir, W_OK | X_OK) < 0)
+            log_warn("phase privileges: user '%s' cannot create files in %s (%s): after a "
+                     "rotation by rename, SIGUSR1 finds no new log file unless the rotation "
+                     "creates it (logrotate `create ... %s ...`)",
+                     cfg->user, logdir, strerror(errno), cfg->user);
+    }
+    for (int i = 0; i < n; i++) {
+        if (access(need[i].path, need[i].mode) == 0) continue;
+        if (errno == ENOENT && need[i].mode == (R_OK | W_OK)) continue; /* created later */
+        snprintf(err, errlen,
+                 "user '%s' cannot %s: %s: %s; give that user access (e.g. chown) or change "
+                 "the path",
+                 cfg->user, need[i].why, need[i].path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int privileges_drop_master(const struct svcd_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->user[0] || geteuid() != 0) return 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        snprintf(err, errlen, "user '%s' does not exist; create it or change `user:`", cfg->user);
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char name[64];
+    snprintf(name, sizeof(name), "%s", pw->pw_name);
+    if (uid == 0) return 0; /* user: root — nothing to drop */
+
+    /* what the master created as root and the user keeps using */
+    char wal[CONFIG_PATH_MAX + 8], shm[CONFIG_PATH_MAX + 8], pidfile[CONFIG_PATH_MAX + 16];
+    snprintf(pidfile, sizeof(pidfile), "%s/svcd.pid", cfg->run_dir);
+    if (hand_over(cfg->run_dir, uid, gid, err, errlen) < 0 ||
+        hand_over(pidfile, uid, gid, err, errlen) < 0 ||
+        hand_over(cfg->log.file, uid, gid, err, errlen) < 0)
+        return -1;
+    if (cfg->storage.driver == STORE_SQLITE) {
+        snprintf(wal, sizeof(wal), "%s-wal", cfg->storage.path);
+        snprintf(shm, sizeof(shm), "%s-shm", cfg->storage.path);
+        if (hand_over(cfg->storage.path, uid, gid, err, errlen) < 0 ||
+            hand_over(wal, uid, gid, err, errlen) < 0 || hand_over(shm, uid, gid, err, errlen) < 0)
+            return -1;
+    }
+
+    if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0 || initgroups(name, gid) < 0 ||
+        setgid(gid) < 0 || setuid(uid) < 0) {
+        snprintf(err, errlen, "cannot become user '%s': %s", name, strerror(errno));
+        return -1;
+    }
+    prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
+    cap_t caps = cap_init(); /* all clear */
+    cap_value_t keep[] = {CAP_NET_BIND_SERVICE};
+    int crc = caps ? cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) |
+                         cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) | cap_set_proc(caps)
+                   : -1;
+    int cerr = errno;
+    if (caps) cap_free(caps);
+    if (crc < 0) {
+        snprintf(err, errlen, "cannot keep CAP_NET_BIND_SERVICE as user '%s': %s", name,
+                 strerror(cerr));
+        return -1;
+    }
+    if (setuid(0) == 0) {
+        snprintf(err, errlen, "still able to become root after dropping to '%s'", name);
+        return -1;
+    }
+    return check_access(cfg, err, errlen);
+}
+
+int privileges_drop_child(const struct svcd_config *cfg, char *err, size_t errlen)
+{
+    if (geteuid() == 0) {
+        /* a master that kept root (no `user:`, or `user: root`) */
+        if (!cfg->user[0]) return 0;
+        struct passwd *pw = getpwnam(cfg->user);
+        if (!pw) {
+            snprintf(err, errlen, "user '%s' does not exist", cfg->user);
+            return -1;
+        }
+        if (pw->pw_uid == 0) return 0;
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+            setuid(pw->pw_uid) < 0) {
+            snprintf(err, errlen, "cannot drop privileges to '%s': %s", cfg->user, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    /* the master's CAP_NET_BIND_SERVICE is not for children: they get their sockets */
+    cap_t none = cap_init();
+    int rc = none ? cap_set_proc(none) : -1;
+    int e = errno;
+    if (none) cap_free(none);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot clear capabilities: %s", strerror(e));
+        return -1;
+    }
+    return 0;
+}
