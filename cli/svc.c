@@ -60,7 +60,7 @@ static int reply_ok(const struct buf *reply, char *msg, size_t len)
     int ok = doc && json_is_true(json_object_get(doc, "ok"));
     const char *code = json_string_value(json_object_get(doc, "code"));
     if (!ok && code && strcmp(code, "CONFIG") == 0) ok = -1;
-    const char *m = json_string_value(json_object_get(doc, ok ? "message" : "error"));
+    const char *m = json_string_value(json_object_get(doc, ok > 0 ? "message" : "error"));
     snprintf(msg, len, "%s", m ? m : (reply->data ? reply->data : ""));
     json_decref(doc);
     return ok;

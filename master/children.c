@@ -119,16 +119,13 @@ static int fork_child(struct master *m, struct child *c, int *links, int *link_s
         master_child_after_fork(m, chan[1]);
         child_log_role(c);
         s->pid = (int32_t)getpid();
-        /* TLS keys are often readable by root only: load them before the drop,
-         * from this generation's configuration (a reload re-reads them). */
-        struct tls_server *tls = NULL;
-        if (c->role == SB_WORKER) {
-            char terr[512];
-            tls = tls_server_load(m->cfg, terr, sizeof(terr));
-            if (!tls && terr[0]) {
-                log_error("%s; this worker cannot serve TLS and exits", terr);
-                exit(1);
-            }
+        /* TLS contexts: the master's, loaded for this generation at start-up or
+         * reload (keys may be readable only by the user svcd was started as). */
+        struct tls_server *tls = m->tls;
+        m->tls = NULL;
+        if (c->role != SB_WORKER) {
+            tls_server_free(tls);
+            tls = NULL;
         }
         char perr[256];
         if (privileges_drop_child(m->cfg, perr, sizeof(perr)) < 0) {

@@ -194,12 +194,13 @@ int main(int argc, char **argv)
     /* TLS: the loader checked the files and that the key matches the certificate;
      * build the contexts once here too, so what OpenSSL itself refuses (a chain it
      * cannot parse, a key type it will not use) stops start-up with its reason
-     * instead of a crash-looping worker. Workers load their own after fork. */
+     * instead of a crash-looping worker. The master keeps them (master.h) for the
+     * workers it forks: they are built here, while svcd may still be root. */
+    struct tls_server *startup_tls = NULL;
     {
         char terr[512];
-        struct tls_server *ts = tls_server_load(cfg, terr, sizeof(terr));
-        tls_server_free(ts);
-        if (!ts && terr[0]) {
+        startup_tls = tls_server_load(cfg, terr, sizeof(terr));
+        if (!startup_tls && terr[0]) {
             fprintf(stderr, "svcd: %s: %s\n", cfg->path, terr);
             free(cfg);
             return 1;
@@ -218,6 +219,7 @@ int main(int argc, char **argv)
                 "svcd: cannot open log file %s: %s; fix log.file or its directory's "
                 "permissions\n",
                 cfg->log.file, strerror(errno));
+        tls_server_free(startup_tls);
         free(cfg);
         return 1;
     }
@@ -225,10 +227,12 @@ int main(int argc, char **argv)
 
     struct master *m = calloc(1, sizeof(*m));
     if (!m) {
+        tls_server_free(startup_tls);
         free(cfg);
         return 1;
     }
     m->cfg = cfg;
+    m->tls = startup_tls;
     m->ready_fd = -1;
     m->pidfile_fd = -1;
     m->control_fd = -1;
@@ -333,6 +337,7 @@ int main(int argc, char **argv)
     log_info("stopped (exit %d)", rc);
     if (m->ready_fd >= 0) close(m->ready_fd);
     scoreboard_destroy(m->sb);
+    tls_server_free(m->tls);
     free(m->cfg);
     free(m);
     log_close();
@@ -343,6 +348,7 @@ interrupted:
              pending_stop == SIGINT ? "SIGINT" : "SIGTERM");
     pidfile_release(m);
     if (m->ready_fd >= 0) close(m->ready_fd);
+    tls_server_free(m->tls);
     free(m->cfg);
     free(m);
     log_close();
@@ -351,6 +357,7 @@ interrupted:
 fail:
     pidfile_release(m);
     if (m->ready_fd >= 0) close(m->ready_fd);
+    tls_server_free(m->tls);
     free(m->cfg);
     free(m);
     log_close();

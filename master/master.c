@@ -96,6 +96,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             m->state = M_RUNNING;
             free(m->prev_cfg);
             m->prev_cfg = NULL;
+            tls_server_free(m->prev_tls);
+            m->prev_tls = NULL;
             char text[128];
             snprintf(text, sizeof(text), "generation %d serving; older workers draining",
                      m->generation);
@@ -110,6 +112,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             free(m->cfg);
             m->cfg = m->prev_cfg;
             m->prev_cfg = NULL;
+            tls_server_free(m->tls);
+            m->tls = m->prev_tls;
+            m->prev_tls = NULL;
             log_open(m->cfg->log.file, m->cfg->log.format, m->cfg->log.level,
                      m->ready_fd >= 0 || m->foreground);
             m->state = M_RUNNING;
@@ -201,13 +206,13 @@ int master_request_reload(struct master *m, struct buf *errors)
         return -2;
     }
     config_errors_free(&errs);
+    struct tls_server *nts = NULL;
     {
-        /* renewed certificates: the new generation loads them; refuse now what
-         * OpenSSL would refuse in every new worker */
+        /* renewed certificates: loaded here, for the new generation; what OpenSSL
+         * refuses is refused now */
         char terr[512];
-        struct tls_server *ts = tls_server_load(nc, terr, sizeof(terr));
-        tls_server_free(ts);
-        if (!ts && terr[0]) {
+        nts = tls_server_load(nc, terr, sizeof(terr));
+        if (!nts && terr[0]) {
             buf_printf(errors, "%s; svcd keeps running with the previous configuration", terr);
             log_error("reload: %s", terr);
             free(nc);
@@ -236,6 +241,7 @@ int master_request_reload(struct master *m, struct buf *errors)
                 if (find_listener(m, &nc->listen[j]) < 0) close(fds[j]);
             buf_puts(errors, err);
             log_error("reload: %s", err);
+            tls_server_free(nts);
             free(nc);
             notify_ready("running; reload rejected (bind failed)");
             return -1;
@@ -254,6 +260,8 @@ int master_request_reload(struct master *m, struct buf *errors)
                  strerror(errno));
     m->prev_cfg = m->cfg;
     m->cfg = nc;
+    m->prev_tls = m->tls;
+    m->tls = nts;
     m->generation++;
     m->sb->generation = m->generation;
     m->state = M_RELOADING;
@@ -346,6 +354,8 @@ void master_child_after_fork(struct master *m, int keep_chan)
     children_close_in_child(m, keep_chan);
     free(m->prev_cfg);
     m->prev_cfg = NULL;
+    tls_server_free(m->prev_tls);
+    m->prev_tls = NULL;
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -411,6 +421,8 @@ int master_run(struct master *m)
         if (m->children[i].used && m->children[i].chan >= 0) close(m->children[i].chan);
     free(m->prev_cfg);
     m->prev_cfg = NULL;
+    tls_server_free(m->prev_tls);
+    m->prev_tls = NULL;
     apps_free(m);
     return m->exit_code;
 }

@@ -48,9 +48,14 @@ struct control_client {
     int waiting_reload; /* reply when the reload finishes */
 };
 
+struct tls_server;
+
 struct master {
     struct svcd_config *cfg;
-    struct svcd_config *prev_cfg;  /* what a reload in progress falls back to */
+    struct svcd_config *prev_cfg; /* what a reload in progress falls back to */
+    /* TLS contexts of cfg / prev_cfg, loaded by the master (keys may be readable only
+     * by the user the master was started as); workers inherit them through fork */
+    struct tls_server *tls, *prev_tls;
     char cfg_arg[CONFIG_PATH_MAX]; /* the -c path as given */
     int foreground;
     int ready_fd; /* daemon mode: pipe to the waiting parent, -1 otherwise */

@@ -495,6 +495,35 @@ class _SourceAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*a, **kw)
 
 
+
+def book_round_robin(api, event, seats, i, nthreads, user, deadline, lock, accepted, problems,
+                     degraded, stop=None):
+    """Client i of nthreads books seats i, i+n, i+2n... one at a time until the deadline
+    (or stop). Under `lock`: 202s go to accepted {jobId: user}; on the sanitizer build
+    a specified 503 DB_UNAVAILABLE + Retry-After goes to degraded (several times slower
+    per write, it can be overloaded by a lock hog and must then degrade as specified);
+    anything else, or a transport error, to problems."""
+    s = requests.Session()
+    for k in range(i, len(seats), nthreads):
+        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            break
+        try:
+            r = api.book(user, event, [seats[k]], session=s, timeout=scaled(30))
+        except requests.RequestException as e:
+            with lock:
+                problems.append((seats[k], repr(e)))
+            s = requests.Session()
+            continue
+        with lock:
+            if r.status_code == 202:
+                accepted[r.json()["jobId"]] = user
+            elif (SLOW > 1 and r.status_code == 503 and r.headers.get("Retry-After")
+                  and "DB_UNAVAILABLE" in r.text):
+                degraded.append(seats[k])
+            else:
+                problems.append((seats[k], r.status_code, r.text[:200]))
+
+
 def test_sqlite_write_load_every_booking_202(make_server, workdir):
     """SQLite under write load (the bench's shape: 2 workers, many keep-alive clients
     booking at once, each worker's storage threads and job processor all writing)
@@ -520,28 +549,8 @@ def test_sqlite_write_load_every_booking_202(make_server, workdir):
     wal_max = [0]
 
     def client(i):
-        s = requests.Session()
-        user = "wl-%d" % i
-        for k in range(i, len(seats), nthreads):
-            if stop.is_set() or time.monotonic() > deadline:
-                break
-            try:
-                r = api.book(user, event, [seats[k]], session=s, timeout=scaled(30))
-            except requests.RequestException as e:
-                with lock:
-                    problems.append((seats[k], repr(e)))
-                s = requests.Session()
-                continue
-            with lock:
-                if r.status_code == 202:
-                    accepted[r.json()["jobId"]] = user
-                elif (SLOW > 1 and r.status_code == 503 and r.headers.get("Retry-After")
-                      and "DB_UNAVAILABLE" in r.text):
-                    # sanitizer build: several times slower per write, it can be
-                    # overloaded by the hog; it must then degrade as specified
-                    degraded.append(seats[k])
-                else:
-                    problems.append((seats[k], r.status_code, r.text[:200]))
+        book_round_robin(api, event, seats, i, nthreads, "wl-%d" % i, deadline, lock, accepted,
+                         problems, degraded, stop)
 
     def hogger():
         # another process's writer: short write transactions back to back
@@ -637,28 +646,8 @@ def test_sqlite_booking_waits_its_turn_behind_a_lock_hog(make_server, workdir):
             conn.close()
 
     def client(i, deadline):
-        s = requests.Session()
-        user = "hog-%d" % i
-        for k in range(i, len(seats), nthreads):
-            if time.monotonic() > deadline:
-                break
-            try:
-                r = api.book(user, event, [seats[k]], session=s, timeout=scaled(30))
-            except requests.RequestException as e:
-                with lock:
-                    problems.append((seats[k], repr(e)))
-                s = requests.Session()
-                continue
-            with lock:
-                if r.status_code == 202:
-                    accepted[r.json()["jobId"]] = user
-                elif (SLOW > 1 and r.status_code == 503 and r.headers.get("Retry-After")
-                      and "DB_UNAVAILABLE" in r.text):
-                    # sanitizer build: several times slower per write, it can be
-                    # overloaded by the hog; it must then degrade as specified
-                    degraded.append(seats[k])
-                else:
-                    problems.append((seats[k], r.status_code, r.text[:200]))
+        book_round_robin(api, event, seats, i, nthreads, "hog-%d" % i, deadline, lock, accepted,
+                         problems, degraded)
 
     h = threading.Thread(target=hogger, daemon=True)
     h.start()

@@ -133,6 +133,11 @@ def test_invalid_config_on_reload_keeps_old_workers(make_server):
     out = r.stdout + r.stderr
     assert r.returncode != 0, "reload of an invalid config succeeded:\n" + out
     assert "levle" in out and "did you mean" in out, "reload does not print the errors:\n" + out
+    assert r.returncode == 78, (r.returncode, out)
+    # svc prints the errors as text, one per line, not the control socket's JSON reply
+    assert '{"ok"' not in r.stderr and "\\n" not in r.stderr, r.stderr
+    assert "configuration error(s); svcd keeps running with the previous configuration\n" \
+        in r.stderr, r.stderr
     assert s.alive()
     assert child_pids(s.pid) == kids0, "children changed after a rejected reload"
     assert all(pid_alive(p) for p in gen0)

@@ -366,3 +366,40 @@ def test_sigterm_while_tls_body_arrives_completes_request(make_server, workdir):
     assert time.monotonic() - t0 < scaled(10)
     c.close()
     assert s.stop(timeout=scaled(20)) == 0
+
+
+def test_root_only_key_with_user_drop(make_server, workdir):
+    """Started as root with `user: nobody` and a key only root may read (0600): the
+    master builds the TLS contexts before it drops privileges and its workers (nobody)
+    inherit them, so HTTPS works. A reload runs as nobody and cannot read that key:
+    it is refused naming the key, and the running workers keep serving."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(workdir.dir, 0o755)
+    data = os.path.join(workdir.dir, "data")
+    os.makedirs(data)
+    os.chown(data, nobody.pw_uid, nobody.pw_gid)
+    keys = os.path.join(workdir.dir, "keys")
+    os.makedirs(keys, mode=0o700)
+    cert, key = make_cert(keys, "srv")
+    os.chmod(keys, 0o711)  # the certificate's directory is passable, the key 0600 root's
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o600)
+    tls_port = free_port()
+    s = make_server({"user": "nobody", "workers": 2,
+                     "storage": {"driver": "sqlite", "path": data + "/svcd.db"},
+                     "listen": [{"address": "127.0.0.1:%d" % workdir.port},
+                                {"address": "127.0.0.1:%d" % tls_port,
+                                 "tls": {"cert": cert, "key": key}}]})
+    workers = s.worker_pids()
+    assert all(os.stat("/proc/%d" % p).st_uid == nobody.pw_uid for p in workers)
+    assert os.stat("/proc/%d" % s.pid).st_uid == nobody.pw_uid
+    https = "https://127.0.0.1:%d/health" % tls_port
+    for _ in range(4):  # new connections: both workers serve TLS
+        assert requests.get(https, verify=cert, timeout=scaled(5)).status_code == 200
+    r = s.wd.svc("reload")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert r.returncode == 78 and "cannot read %s: Permission denied" % key in r.stderr, out
+    assert s.worker_pids() == workers
+    assert requests.get(https, verify=cert, timeout=scaled(5)).status_code == 200
