@@ -214,6 +214,8 @@ int main(int argc, char **argv)
         if (slash && slash != dir) *slash = '\0';
         mkdirs(dir, 0755);
     }
+    struct privileges_fresh fresh = {0};
+    fresh.log_file = cfg->log.file[0] && access(cfg->log.file, F_OK) != 0;
     if (log_open(cfg->log.file, cfg->log.format, cfg->log.level, 1) < 0) {
         fprintf(stderr,
                 "svcd: cannot open log file %s: %s; fix log.file or its directory's "
@@ -242,6 +244,7 @@ int main(int argc, char **argv)
     snprintf(m->pidfile, sizeof(m->pidfile), "%s/svcd.pid", cfg->run_dir);
     snprintf(m->sockpath, sizeof(m->sockpath), "%s/svcd.sock", cfg->run_dir);
 
+    fresh.run_dir = access(cfg->run_dir, F_OK) != 0;
     if (mkdirs(cfg->run_dir, 0755) < 0) {
         log_error("cannot create run_dir %s: %s; create it or fix its permissions", cfg->run_dir,
                   strerror(errno));
@@ -271,6 +274,7 @@ int main(int argc, char **argv)
              (int)getpid());
 
     /* phase: storage — before anything listens, so a dead database is one clear line */
+    fresh.db = cfg->storage.driver == STORE_SQLITE && access(cfg->storage.path, F_OK) != 0;
     int src = storage_phase(cfg);
     if (src == -2) goto interrupted;
     if (src < 0) {
@@ -305,7 +309,7 @@ int main(int argc, char **argv)
      * (keeping only CAP_NET_BIND_SERVICE, for listeners a reload adds); see
      * privileges.c. Children drop what is left right after fork. */
     uid_t was = geteuid();
-    if (privileges_drop_master(cfg, err, sizeof(err)) < 0) {
+    if (privileges_drop_master(cfg, &fresh, err, sizeof(err)) < 0) {
         for (int i = 0; i < cfg->nlisten; i++) close(m->listen_fds[i]);
         log_error("phase privileges: %s", err);
         log_error("startup failed: cannot drop privileges; nothing was started");

@@ -107,8 +107,14 @@ void notify_reloading(void);
 void notify_stopping(void);
 void notify_watchdog_start(struct master *m);
 
-/* privileges.c — the privileges phase: 0, or -1 with a message in err */
-int privileges_drop_master(const struct svcd_config *cfg, char *err, size_t errlen);
+/* privileges.c — the privileges phase: 0, or -1 with a message in err. `fresh` says
+ * which paths this start created (only those, and the pidfile, are handed to the
+ * user: a run_dir or log file that was already there is never chowned). */
+struct privileges_fresh {
+    int run_dir, log_file, db;
+};
+int privileges_drop_master(const struct svcd_config *cfg, const struct privileges_fresh *fresh,
+                           char *err, size_t errlen);
 int privileges_drop_child(const struct svcd_config *cfg, char *err, size_t errlen);
 
 /* children.c */

@@ -444,6 +444,25 @@ def test_user_that_cannot_reach_its_files_is_refused_at_start(make_server, workd
     srv.expect_clean_exit = False
 
 
+def test_existing_root_run_dir_is_not_taken_over(make_server, workdir):
+    """A run_dir that was already there (here root's 0755, as /run would be) is never
+    chowned to the user: the master refuses to start, naming it, still as root —
+    so it removes its own pidfile from there — and leaves the directory root's."""
+    over = ready_for_nobody(workdir)
+    os.makedirs(workdir.run_dir, mode=0o755)
+    srv = make_server(dict(over, workers=1), wait=False)
+    rc = srv.proc.wait(timeout=scaled(30))
+    out = srv.stderr_text() + srv.log_text()
+    assert rc == 1, (rc, out[-2000:])
+    assert "phase privileges: user 'nobody' cannot remove its pidfile and socket: %s: " \
+        "Permission denied" % workdir.run_dir in out, out[-2000:]
+    st = os.stat(workdir.run_dir)
+    assert st.st_uid == 0, "an existing run_dir was chowned to uid %d" % st.st_uid
+    assert not os.path.exists(workdir.pidfile), "pidfile left behind"
+    assert not pids_with_arg(workdir.config_path)
+    srv.expect_clean_exit = False
+
+
 # ----------------------------------------------------------------------------- 8. busy loop
 def test_worker_busy_looping_is_killed_by_watchdog(make_server, workdir):
     spin = os.path.join(workdir.dir, "spin")
