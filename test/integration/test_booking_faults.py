@@ -377,14 +377,34 @@ def _assert_degraded(api, event="ffffffffffffffffffffffff", job="f" * 24):
     assert requests.get(api.base + "/health", timeout=scaled(5)).status_code == 200
 
 
-def _health_everywhere(api, code, n=8):
-    """n consecutive /api/health `code`s on fresh connections (whichever worker)."""
-    return all(requests.get(api.base + "/api/health", timeout=scaled(5)).status_code == code
-               for _ in range(n))
+def _health_everywhere(srv, api, code, tries=24):
+    """Every worker (by pid) reports the database as /api/health would with `code`
+    (200: connected, 503: not), read from /api/health/detailed (loopback is admin
+    here), which names the answering worker. The kernel picks the worker of each
+    fresh connection, so n probes may all reach one worker: this asks until each
+    live worker has answered, False if one disagreed or was not reached in `tries`."""
+    want = set(srv.worker_pids())
+    seen = set()
+    for _ in range(tries):
+        r = requests.get(api.base + "/api/health/detailed", timeout=scaled(5))
+        doc = r.json()
+        if doc["database"]["connected"] != (code == 200):
+            return False
+        seen.add(doc["server"]["pid"])
+        if want <= seen:
+            return True
+    return False
 
 
-def _healthy_everywhere(api, n=8):
-    return _health_everywhere(api, 200, n)
+def _healthy_everywhere(srv, api, since=None):
+    """Every worker is healthy again. With `since` (a log offset taken while the
+    database was down), each worker must also have logged that it reached the
+    database again after it: a probe may miss a worker, its own log line does not."""
+    if since is not None:
+        log = srv.log_text()[since:]
+        if not all("%d] database reachable again" % p in log for p in srv.worker_pids()):
+            return False
+    return _health_everywhere(srv, api, 200)
 
 
 def _health_keeps_answering(srv, api, seconds, expect=503):
@@ -457,11 +477,12 @@ def test_development_starts_degraded_and_resumes(ferretdb_factory, make_server, 
     _assert_degraded(api)
     assert (srv.pid, srv.worker_pids()) == pids, "a process was replaced while degraded"
     # the database comes up: svcd notices by itself (backoff <= max_backoff 1s)
+    down_log = len(srv.log_text())
     if backend.name == "sqlite":
         os.rmdir(blocker)
     else:
         ferretdb_factory(port=port)
-    wait_for(lambda: _healthy_everywhere(api), scaled(20), interval=0.2,
+    wait_for(lambda: _healthy_everywhere(srv, api, since=down_log), scaled(20), interval=0.2,
              what="/api/health 200 after the database came up")
     event = api.create_event("resumed", seats=["A1", "A2"])
     r = api.book("alice", event, ["A1"])
@@ -495,7 +516,7 @@ def test_database_lost_mid_run(ferretdb_factory, make_server, backend, workdir):
         load.wait_count(15, scaled(30))
         if fd:
             fd.kill()
-            wait_for(lambda: _health_everywhere(api, 503), scaled(15), interval=0.2,
+            wait_for(lambda: _health_everywhere(srv, api, 503), scaled(15), interval=0.2,
                      what="/api/health 503 (every worker) after the database died")
             # The kernel may have sent every probe above to one worker: health is each
             # worker's last background check, so wait until every worker has noticed.
@@ -517,13 +538,16 @@ def test_database_lost_mid_run(ferretdb_factory, make_server, backend, workdir):
         during = load.count()
         assert (srv.pid, sorted(c["pid"] for c in srv.status()["children"])) == pids, \
             "a process was restarted while the database was away"
+        down_log = len(srv.log_text())
         if fd:
             fd.start()
         else:
             lock_conn.execute("ROLLBACK")
             lock_conn.close()
             lock_conn = None
-        wait_for(lambda: _healthy_everywhere(api), scaled(20), interval=0.2,
+        # MongoDB: every worker logged the loss above, so each must log the return
+        wait_for(lambda: _healthy_everywhere(srv, api, since=down_log if fd else None),
+                 scaled(20), interval=0.2,
                  what="/api/health 200 after the database came back")
         load.wait_count(during + 15, scaled(30), "bookings after the database came back")
     finally:

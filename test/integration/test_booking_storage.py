@@ -669,8 +669,9 @@ def test_sqlite_booking_waits_its_turn_behind_a_lock_hog(make_server, workdir):
         accepted)
     assert len(degraded) <= len(accepted) // 10, (len(degraded), len(accepted))
     # the contention was real: the hog got the lock again and again (under the slower
-    # sanitizer build svcd's writers take more of the time, so fewer times)
-    assert hog["commits"] >= (8 if SLOW > 1 else 20) and not hog["errors"], hog
+    # sanitizer build svcd's writers take more of the time, so fewer times: 7 was
+    # seen in one fresh-clone run, hence 4 there)
+    assert hog["commits"] >= (4 if SLOW > 1 else 20) and not hog["errors"], hog
     jobs = collect_final(api, accepted, scaled(60))
     assert all(j["status"] == "success" for j in jobs.values()), \
         [j for j in jobs.values() if j["status"] != "success"][:3]
