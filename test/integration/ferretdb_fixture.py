@@ -327,6 +327,25 @@ def job_attempts(request, srv, backend, ids):
     return {i: a for i, (a, _) in job_leases(request, srv, backend, ids).items()}
 
 
+def health_everywhere(srv, api, code, tries=24):
+    """Every worker (by pid) reports the database as /api/health would with `code`
+    (200: connected, 503: not), read from /api/health/detailed (loopback is admin
+    here), which names the answering worker. The kernel picks the worker of each
+    fresh connection, so n probes may all reach one worker: this asks until each
+    live worker has answered, False if one disagreed or was not reached in `tries`."""
+    want = set(srv.worker_pids())
+    seen = set()
+    for _ in range(tries):
+        r = requests.get(api.base + "/api/health/detailed", timeout=scaled(5))
+        doc = r.json()
+        if doc["database"]["connected"] != (code == 200):
+            return False
+        seen.add(doc["server"]["pid"])
+        if want <= seen:
+            return True
+    return False
+
+
 def collect_final(api, owners, deadline_s, threads=4, pause=0.25):
     """Poll every job until success|failed, in rounds over the pending ones (a
     light load: the database is busy processing them). owners: {jobId: user}.

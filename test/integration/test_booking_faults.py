@@ -23,7 +23,7 @@ from conftest import (JWT_SECRET, base_env, error_json, free_port, pid_alive, pi
                       scaled, wait_for)
 from ferretdb_fixture import (Api, Backend, BookingLoad, backend,  # noqa: F401
                               check_views_agree, collect_final, ferretdb, ferretdb_factory,
-                              job_leases)
+                              health_everywhere, job_leases)
 
 LEASE_S = 10  # the job lease (store_pool.c leases for less; this is the documented bound)
 MARGIN_S = 10
@@ -377,25 +377,6 @@ def _assert_degraded(api, event="ffffffffffffffffffffffff", job="f" * 24):
     assert requests.get(api.base + "/health", timeout=scaled(5)).status_code == 200
 
 
-def _health_everywhere(srv, api, code, tries=24):
-    """Every worker (by pid) reports the database as /api/health would with `code`
-    (200: connected, 503: not), read from /api/health/detailed (loopback is admin
-    here), which names the answering worker. The kernel picks the worker of each
-    fresh connection, so n probes may all reach one worker: this asks until each
-    live worker has answered, False if one disagreed or was not reached in `tries`."""
-    want = set(srv.worker_pids())
-    seen = set()
-    for _ in range(tries):
-        r = requests.get(api.base + "/api/health/detailed", timeout=scaled(5))
-        doc = r.json()
-        if doc["database"]["connected"] != (code == 200):
-            return False
-        seen.add(doc["server"]["pid"])
-        if want <= seen:
-            return True
-    return False
-
-
 def _healthy_everywhere(srv, api, since=None):
     """Every worker is healthy again. With `since` (a log offset taken while the
     database was down), each worker must also have logged that it reached the
@@ -404,7 +385,7 @@ def _healthy_everywhere(srv, api, since=None):
         log = srv.log_text()[since:]
         if not all("%d] database reachable again" % p in log for p in srv.worker_pids()):
             return False
-    return _health_everywhere(srv, api, 200)
+    return health_everywhere(srv, api, 200)
 
 
 def _health_keeps_answering(srv, api, seconds, expect=503):
@@ -516,7 +497,7 @@ def test_database_lost_mid_run(ferretdb_factory, make_server, backend, workdir):
         load.wait_count(15, scaled(30))
         if fd:
             fd.kill()
-            wait_for(lambda: _health_everywhere(srv, api, 503), scaled(15), interval=0.2,
+            wait_for(lambda: health_everywhere(srv, api, 503), scaled(15), interval=0.2,
                      what="/api/health 503 (every worker) after the database died")
             # The kernel may have sent every probe above to one worker: health is each
             # worker's last background check, so wait until every worker has noticed.

@@ -24,8 +24,8 @@ import requests
 from conftest import (ADMIN_TOKEN, SLOW, base_env, error_json, free_port, pid_alive, scaled,
                       wait_for)
 from ferretdb_fixture import (Api, Backend, backend, collect_final,  # noqa: F401
-                              check_views_agree, ferretdb, ferretdb_factory, job_attempts,
-                              token_for)
+                              check_views_agree, ferretdb, ferretdb_factory, health_everywhere,
+                              job_attempts, token_for)
 from helpers.peers import need_node_modules
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -150,9 +150,9 @@ def test_known_dead_database_answers_503_at_once(ferretdb_factory, make_server):
     assert max(dt for _, dt in health) < scaled(1.5), health
     # it comes back by itself, and bookings work again
     fd.start()
-    wait_for(lambda: all(requests.get(api.base + "/api/health", timeout=scaled(5))
-                         .status_code == 200 for _ in range(8)),
-             scaled(20), interval=0.2, what="/api/health 200 after FerretDB restarted")
+    wait_for(lambda: health_everywhere(srv, api, 200),
+             scaled(20), interval=0.2, what="/api/health 200 (every worker) after FerretDB "
+             "restarted")
     r = api.book("after", event, ["A2"])
     assert r.status_code == 202, r.text
     jobs = collect_final(api, {r.json()["jobId"]: "after"}, scaled(20))
