@@ -11,6 +11,7 @@
 #include "../worker/tls.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -208,11 +209,9 @@ int main(int argc, char **argv)
     }
 
     if (cfg->log.file[0]) {
-        char dir[CONFIG_PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s", cfg->log.file);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) *slash = '\0';
-        mkdirs(dir, 0755);
+        char copy[CONFIG_PATH_MAX];
+        snprintf(copy, sizeof(copy), "%s", cfg->log.file);
+        mkdirs(dirname(copy), 0755);
     }
     struct privileges_fresh fresh = {0};
     fresh.log_file = cfg->log.file[0] && access(cfg->log.file, F_OK) != 0;

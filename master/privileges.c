@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <libgen.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,17 +46,12 @@ static int hand_over(const char *path, int fresh, uid_t uid, gid_t gid, char *er
     return 0;
 }
 
-/* The directory part of `path` into `dir`. */
+/* The directory part of `path` into `dir` (dirname(3) works on a copy). */
 static void dirname_of(const char *path, char *dir, size_t len)
 {
-    snprintf(dir, len, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, len, ".");
+    char copy[CONFIG_PATH_MAX];
+    snprintf(copy, sizeof(copy), "%s", path);
+    snprintf(dir, len, "%s", dirname(copy));
 }
 
 struct need {
