@@ -171,6 +171,16 @@ static int set_pair(struct chat_coord *cc, const char *user, const char *partner
     return 0;
 }
 
+/* Tell the host holding `partner` (another one) that `user` left their pair `room`. */
+static void publish_left(struct chat_coord *cc, const char *partner, const char *user,
+                         const char *room)
+{
+    buf_reset(&cc->out);
+    chat_fields_build(&cc->out, 2, CF(user), CF(room));
+    if (!buf_failed(&cc->out))
+        cluster_bus_publish(cc->bus, "pleft", partner, cc->out.data, cc->out.len, 0);
+}
+
 /*
  * `partner` (a user on this host) is told that `user` left their pair `room`. If this
  * host does not hold that pair yet (its match is still on the bus), the news waits
@@ -222,23 +232,10 @@ static void random_leave(struct chat_coord *cc, const char *user)
     free(chat_map_del(&cc->left, user));
     struct cpair *p = chat_map_del(&cc->pairs, user);
     if (!p) return;
-    struct cpair *q = chat_map_get(&cc->pairs, p->partner);
-    if (q && strcmp(q->partner, user) == 0) {
-        chat_map_del(&cc->pairs, p->partner);
-        notify_pair(cc, CHAT_PARTNER_LEFT, p->partner, user, p->room);
-        free(q->partner);
-        free(q);
-    } else if (cc->bus && !p->phost[0] && chat_map_get(&cc->users, p->partner)) {
-        /* the partner is here, its match still on the bus (the bus never brings a
-         * host its own events back) */
+    if (!p->phost[0]) /* the partner is here (with the bus: maybe its match not yet) */
         partner_left_here(cc, p->partner, user, p->room);
-    } else if (cc->bus) {
-        /* the partner is on another host (or gone): tell whoever holds it */
-        buf_reset(&cc->out);
-        chat_fields_build(&cc->out, 2, CF(user), CF(p->room));
-        if (!buf_failed(&cc->out))
-            cluster_bus_publish(cc->bus, "pleft", p->partner, cc->out.data, cc->out.len, 0);
-    }
+    else /* on another host: tell whoever holds it */
+        publish_left(cc, p->partner, user, p->room);
     free(p->partner);
     free(p);
 }
@@ -452,14 +449,10 @@ static void match_deliver(struct chat_coord *cc, const char *user, const char *h
     chat_map_del(&cc->waiting, user);
     if (!chat_map_get(&cc->users, user)) {
         /* gone in the meantime: the partner is told at once */
-        if (strcmp(phost, me) == 0) {
+        if (strcmp(phost, me) == 0)
             partner_left_here(cc, partner, user, room);
-            return;
-        }
-        buf_reset(&cc->out);
-        chat_fields_build(&cc->out, 2, CF(user), CF(room));
-        if (!buf_failed(&cc->out))
-            cluster_bus_publish(cc->bus, "pleft", partner, cc->out.data, cc->out.len, 0);
+        else
+            publish_left(cc, partner, user, room);
         return;
     }
     if (set_pair(cc, user, partner, room) < 0) return;
