@@ -496,6 +496,37 @@ class _SourceAdapter(requests.adapters.HTTPAdapter):
 
 
 
+def hold_write_lock(db_path, hog, hold_s, gap_s, running, write=False, locked=None,
+                    after=None):
+    """Another process's writer (its own sqlite3 connection): while running(), take
+    SQLite's write lock (BEGIN IMMEDIATE), optionally insert a row, hold it hold_s,
+    commit, wait gap_s. Counts hog["commits"], keeps hog["errors"]; locked() runs
+    once the lock is held, after() after each round."""
+    import sqlite3
+    conn = sqlite3.connect(db_path, timeout=scaled(30), isolation_level=None)
+    try:
+        while running():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if locked:
+                    locked()
+                if write:
+                    conn.execute("INSERT INTO messages(room, sender, text, ts) "
+                                 "VALUES('hog', 'hog', 'x', 0)")
+                time.sleep(hold_s)
+                conn.execute("COMMIT")
+                hog["commits"] += 1
+            except sqlite3.Error as e:
+                hog["errors"].append(repr(e))
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            time.sleep(gap_s)
+            if after:
+                after()
+    finally:
+        conn.close()
+
+
 def book_round_robin(api, event, seats, i, nthreads, user, deadline, lock, accepted, problems,
                      degraded, stop=None):
     """Client i of nthreads books seats i, i+n, i+2n... one at a time until the deadline
@@ -532,7 +563,6 @@ def test_sqlite_write_load_every_booking_202(make_server, workdir):
     for the whole busy timeout — every job is decided (distinct seats: all succeed),
     the seat map agrees, the competing process is not starved either, and the WAL
     stays bounded (checkpoints restart it under steady writes)."""
-    import sqlite3
     srv = make_server(Backend("sqlite", {"driver": "sqlite", "path": "svcd.db"}).overrides(
         workers=2))
     api = Api(srv.url(""))
@@ -552,29 +582,17 @@ def test_sqlite_write_load_every_booking_202(make_server, workdir):
         book_round_robin(api, event, seats, i, nthreads, "wl-%d" % i, deadline, lock, accepted,
                          problems, degraded, stop)
 
+    def sample_wal():
+        try:
+            wal_max[0] = max(wal_max[0], os.path.getsize(db_path + "-wal"))
+        except OSError:
+            pass
+
     def hogger():
         # another process's writer: short write transactions back to back
-        conn = sqlite3.connect(db_path, timeout=scaled(30), isolation_level=None)
-        try:
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute("INSERT INTO messages(room, sender, text, ts) "
-                                 "VALUES('hog', 'hog', 'x', 0)")
-                    time.sleep(0.002)
-                    conn.execute("COMMIT")
-                    hog["commits"] += 1
-                except sqlite3.Error as e:
-                    hog["errors"].append(repr(e))
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                time.sleep(0.003)
-                try:
-                    wal_max[0] = max(wal_max[0], os.path.getsize(db_path + "-wal"))
-                except OSError:
-                    pass
-        finally:
-            conn.close()
+        hold_write_lock(db_path, hog, hold_s=0.002, gap_s=0.003,
+                        running=lambda: not stop.is_set() and time.monotonic() < deadline,
+                        write=True, after=sample_wal)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(nthreads)]
     threads.append(threading.Thread(target=hogger, daemon=True))
@@ -610,7 +628,6 @@ def test_sqlite_booking_waits_its_turn_behind_a_lock_hog(make_server, workdir):
     still gets its 202 within the 5 s bound. (SQLite's own busy timeout sleeps up to
     100 ms between tries: a writer would hit a 1 ms gap only by luck and give up with
     503 after 5 s.)"""
-    import sqlite3
     srv = make_server(Backend("sqlite", {"driver": "sqlite", "path": "svcd.db"}).overrides(
         workers=2))
     api = Api(srv.url(""))
@@ -625,25 +642,11 @@ def test_sqlite_booking_waits_its_turn_behind_a_lock_hog(make_server, workdir):
     hog_on = threading.Event()
 
     def hogger():
-        conn = sqlite3.connect(db_path, timeout=scaled(30), isolation_level=None)
-        try:
-            while not stop.is_set():
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    hog_on.set()
-                    time.sleep(0.04)
-                    conn.execute("COMMIT")
-                    hog["commits"] += 1
-                except sqlite3.Error as e:
-                    hog["errors"].append(repr(e))
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                # 1 ms gaps (10 ms under the sanitizer build, whose writers are slower
-                # to take one); SQLite's own busy handler, sleeping up to 100 ms,
-                # would hit either only by luck
-                time.sleep(0.01 if SLOW > 1 else 0.001)
-        finally:
-            conn.close()
+        # 1 ms gaps (10 ms under the sanitizer build, whose writers are slower to take
+        # one); SQLite's own busy handler, sleeping up to 100 ms, would hit either only
+        # by luck
+        hold_write_lock(db_path, hog, hold_s=0.04, gap_s=0.01 if SLOW > 1 else 0.001,
+                        running=lambda: not stop.is_set(), locked=hog_on.set)
 
     def client(i, deadline):
         book_round_robin(api, event, seats, i, nthreads, "hog-%d" % i, deadline, lock, accepted,
